@@ -1,0 +1,1 @@
+"""mrfnet-caffe: MRFNet image deblurring in Caffe."""

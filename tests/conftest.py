@@ -1,0 +1,30 @@
+"""Shared test fixtures. Caffe is imported for real: a missing Caffe is a failure, not a skip."""
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def gopro_mini():
+    """The two real GOPRO_Large test pairs that CI provides beside the checkout."""
+    root = SHARED / "data" / "gopro_mini"
+    if not root.is_dir():
+        pytest.fail(f"test data missing: {root} (CI places ../shared beside the checkout)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def venv_bin():
+    import sys
+    return Path(sys.executable).parent

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Build BVLC Caffe (CPU by default) from the pinned PyPI source distribution into a cache
+# directory keyed by everything that shapes the result, then wire it into the project's venv.
+#
+#   tools/caffe/build.sh VENV_PYTHON
+#
+# Environment: MRFNET_CACHE (default ~/.cache/mrfnet-caffe), MRFNET_GPU=1 for a CUDA build
+# (CUDA_DIR, default /usr/local/cuda), MRFNET_JOBS (default: nproc).
+# The build happens in a temporary directory under the cache and is renamed into place only
+# when complete, under a lock: an interrupted or concurrent build never leaves a Caffe that
+# looks valid. A finished build is marked by the file BUILD_OK.
+set -euo pipefail
+
+PY=${1:?usage: build.sh VENV_PYTHON}
+HERE=$(cd "$(dirname "$0")" && pwd)
+SDIST_NAME=brocolli-caffe
+SDIST_VERSION=9.0.2
+SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
+CACHE=${MRFNET_CACHE:-$HOME/.cache/mrfnet-caffe}
+GPU=${MRFNET_GPU:-0}
+JOBS=${MRFNET_JOBS:-$(nproc)}
+APT_PACKAGES="build-essential libboost-system-dev libboost-thread-dev libboost-filesystem-dev
+ libboost-regex-dev libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
+ libgflags-dev libhdf5-dev liblmdb-dev libleveldb-dev libsnappy-dev libopencv-dev libopenblas-dev"
+# OpenCV 4 dropped the C constants that SSD's extra layers still use; these headers bring them back.
+OPENCV4_COMPAT="-include opencv2/imgproc/types_c.h -include opencv2/imgproc/imgproc_c.h -include opencv2/imgcodecs/legacy/constants_c.h -include opencv2/videoio/legacy/constants_c.h"
+
+say() { printf '[caffe] %s\n' "$*" >&2; }
+die() { printf '[caffe] ERROR: %s\n' "$*" >&2; exit 1; }
+
+ensure_debian_packages() {
+  local missing=()
+  for p in $APT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 \
+      || die "apt-get install failed for: ${missing[*]}"
+  else
+    die "missing Debian packages. Run as root:  apt-get install -y ${missing[*]}"
+  fi
+}
+
+ensure_debian_packages
+
+PY_INCLUDE=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+PY_LIBDIR=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
+NP_INCLUDE=$("$PY" -c "import numpy; print(numpy.get_include())")
+NP_VERSION=$("$PY" -c "import numpy; print(numpy.__version__)")
+PY_VERSION=$("$PY" -c "import sys; print('%d.%d' % sys.version_info[:2])")
+[ "$PY_VERSION" = 3.11 ] || die "Python 3.11 is required (boost_python311); $PY is $PY_VERSION"
+
+if [ "$GPU" = 1 ]; then
+  CUDA_DIR=${CUDA_DIR:-/usr/local/cuda}
+  CPU_OR_GPU="USE_CUDNN := 0
+USE_NCCL := 1
+CUDA_DIR := $CUDA_DIR
+CUDA_ARCH := -gencode arch=compute_70,code=sm_70 -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90"
+else
+  CPU_OR_GPU="CPU_ONLY := 1"
+fi
+
+CONFIG=$(sed -e "s|@PYTHON_INCLUDE@|$PY_INCLUDE|" -e "s|@NUMPY_INCLUDE@|$NP_INCLUDE|" \
+             -e "s|@PYTHON_LIBDIR@|$PY_LIBDIR|" "$HERE/Makefile.config.in" \
+         | awk -v repl="$CPU_OR_GPU" '{ if ($0 == "@CPU_OR_GPU@") print repl; else print }')
+# The key covers what shapes the compiled result: sources, fixes, config, flags, numpy/Python.
+# Bump RECIPE when the compile steps below change in a way that changes the result.
+RECIPE=1
+KEY=$( { echo "$SDIST_SHA256 recipe=$RECIPE"; cat "$HERE/fix_sources.sh"; echo "$CONFIG";
+         echo "$OPENCV4_COMPAT"; echo "numpy=$NP_VERSION py=$PY_VERSION gpu=$GPU"; } | sha256sum | cut -c1-16)
+DEST="$CACHE/caffe-$KEY"
+
+# Post-build layout that the compiled files expect; idempotent, so it also repairs older caches.
+finalize() {
+  # _caffe.so has RUNPATH $ORIGIN/../../build/lib, but this tree's Makefile names its link `temp`.
+  ln -sfn .temp_release "$1/build"
+}
+
+if [ -f "$DEST/BUILD_OK" ]; then
+  finalize "$DEST"
+  say "cached build $DEST (key $KEY): nothing to compile"
+  echo "$DEST"; exit 0
+fi
+
+mkdir -p "$CACHE/downloads"
+exec 9>"$CACHE/.lock"
+say "waiting for the build lock $CACHE/.lock"
+flock 9
+if [ -f "$DEST/BUILD_OK" ]; then   # another process finished it while we waited
+  finalize "$DEST"; say "cached build $DEST (built by a concurrent run)"; echo "$DEST"; exit 0
+fi
+
+SDIST="$CACHE/downloads/$SDIST_NAME-$SDIST_VERSION.tar.gz"
+if [ ! -f "$SDIST" ] || ! echo "$SDIST_SHA256  $SDIST" | sha256sum -c --status; then
+  say "downloading $SDIST_NAME==$SDIST_VERSION (source distribution) with pip"
+  TMPDL=$(mktemp -d "$CACHE/downloads/tmp.XXXXXX")
+  "$PY" -m pip download -q --no-deps --no-binary :all: "$SDIST_NAME==$SDIST_VERSION" -d "$TMPDL" >&2 \
+    || die "pip could not download $SDIST_NAME==$SDIST_VERSION"
+  mv "$TMPDL/$SDIST_NAME-$SDIST_VERSION.tar.gz" "$SDIST"; rm -rf "$TMPDL"
+fi
+echo "$SDIST_SHA256  $SDIST" | sha256sum -c --status \
+  || die "sha256 of $SDIST does not match the pinned $SDIST_SHA256; delete it and retry"
+
+WORK=$(mktemp -d "$CACHE/build-$KEY.tmp.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+say "unpacking into $WORK"
+tar xzf "$SDIST" -C "$WORK"
+TREE="$WORK/caffe"
+mv "$WORK/$SDIST_NAME-$SDIST_VERSION" "$TREE"
+cd "$TREE"
+bash "$HERE/fix_sources.sh"
+printf '%s\n' "$CONFIG" > Makefile.config
+
+say "compiling with $JOBS jobs (about 7 minutes on 2 cores; log: $TREE/build.log)"
+start=$(date +%s)
+if ! CXXFLAGS="$OPENCV4_COMPAT" make -j"$JOBS" all pycaffe > build.log 2>&1; then
+  tail -n 40 build.log >&2
+  die "Caffe did not compile; the last 40 lines of the log are above"
+fi
+protoc --proto_path=src/caffe/proto --python_out=python/caffe/proto src/caffe/proto/caffe.proto
+say "compiled in $(( $(date +%s) - start )) s"
+
+# Drop the object files (hundreds of MB); keep libraries, tools, headers and python/.
+find .temp_release -name '*.o' -delete
+find .temp_release -name '*.d' -delete
+finalize "$TREE"
+touch BUILD_OK
+mv "$TREE" "$DEST.partial"
+rm -rf "$DEST"
+mv "$DEST.partial" "$DEST"
+say "installed $DEST"
+echo "$DEST"
