@@ -87,13 +87,21 @@ def lr_at(iteration, base_lr, gamma, stepsize):
 
 def paper_schedule(num_patches, dataset="gopro", epochs=None, total_batch=None, gpus=1,
                    crop=None, val_size=0, val_batch=None, base_lr=None, step_epochs=None,
-                   test_epochs=DEFAULT_TEST_EPOCHS, snapshot_epochs=DEFAULT_SNAPSHOT_EPOCHS):
+                   test_epochs=DEFAULT_TEST_EPOCHS, snapshot_epochs=DEFAULT_SNAPSHOT_EPOCHS,
+                   iters=None, stepsize=None, snapshot_every=None, val_every=None):
     """The solver numbers for a run, as a dict with an "explanation" list of lines.
 
     num_patches: entries in the training database (one crop each); dataset picks the paper's
     epochs unless `epochs` is given; total_batch defaults to the paper's 16 and is split over
-    `gpus`; val_size/val_batch give test_iter (0 = no validation net).
+    `gpus`; val_size/val_batch give test_iter (0 = no validation net). iters, stepsize,
+    snapshot_every and val_every (iterations) override the epoch-derived values.
     """
+    if iters is not None and epochs is not None:
+        raise ScheduleError("give iterations or epochs, not both")
+    for name, value in (("iterations", iters), ("stepsize", stepsize),
+                        ("snapshot interval", snapshot_every), ("validation interval", val_every)):
+        if value is not None:
+            _positive_int(value, name)
     epochs = epochs_for(dataset) if epochs is None else _positive_int(epochs, "epochs")
     total_batch = PAPER["total_batch"] if total_batch is None else total_batch
     crop = PAPER["crop"] if crop is None else _positive_int(crop, "crop")
@@ -103,31 +111,47 @@ def paper_schedule(num_patches, dataset="gopro", epochs=None, total_batch=None, 
     step_epochs = PAPER["step_epochs"] if step_epochs is None else _positive_int(step_epochs, "step epochs")
     per_gpu, batch_line = per_gpu_batch(total_batch, gpus)
     ipe = iterations_per_epoch(num_patches, total_batch)
-    max_iter = epochs * ipe
-    stepsize = step_epochs * ipe
-    snapshot = min(max_iter, _positive_int(snapshot_epochs, "snapshot epochs") * ipe)
     lines = [
         f"solver: Adam beta1 {PAPER['beta1']} beta2 {PAPER['beta2']} (paper IV.A), "
         f"delta {PAPER['delta']:g} and weight_decay 0 (Caffe defaults; the paper gives none)",
         batch_line,
         f"epoch: {num_patches} training patches / {total_batch} per iteration = {ipe} iterations "
         f"(rounded up)",
-        f"max_iter: {epochs} epochs x {ipe} = {max_iter}",
-        f"lr: base_lr {base_lr:g}, lr_policy step, gamma {PAPER['gamma']}, stepsize "
-        f"{step_epochs} epochs = {stepsize} iterations ({max(0, (max_iter - 1) // stepsize)} halvings)",
-        f"snapshot: every {snapshot} iterations ({snapshot_epochs} epochs, capped at max_iter)",
-        f"crop: {crop}x{crop}",
     ]
+    if iters is None:
+        max_iter = epochs * ipe
+        lines.append(f"max_iter: {epochs} epochs x {ipe} = {max_iter}")
+    else:
+        max_iter, epochs = iters, iters / ipe
+        lines.append(f"max_iter: {max_iter} (given; {epochs:.3g} epochs)")
+    if stepsize is None:
+        stepsize = step_epochs * ipe
+        step_text = f"{step_epochs} epochs = {stepsize} iterations"
+    else:
+        step_text = f"{stepsize} iterations (given)"
+    lines.append(f"lr: base_lr {base_lr:g}, lr_policy step, gamma {PAPER['gamma']}, stepsize "
+                 f"{step_text}; {(max_iter - 1) // stepsize} halvings within max_iter")
+    if snapshot_every is None:
+        snapshot = min(max_iter, _positive_int(snapshot_epochs, "snapshot epochs") * ipe)
+        lines.append(f"snapshot: every {snapshot} iterations ({snapshot_epochs} epochs, capped "
+                     f"at max_iter)")
+    else:
+        snapshot = snapshot_every
+        lines.append(f"snapshot: every {snapshot} iterations (given)")
+    lines.append(f"crop: {crop}x{crop}")
     val_size = int(val_size or 0)
     if val_size < 0:
         raise ScheduleError(f"validation set size must be >= 0, got {val_size}")
     if val_size:
         val_batch = per_gpu if val_batch is None else _positive_int(val_batch, "validation batch")
         test_iter = -(-val_size // val_batch)
-        test_interval = max(1, _positive_int(test_epochs, "test epochs") * ipe)
+        if val_every is None:
+            test_interval = _positive_int(test_epochs, "test epochs") * ipe
+            when = f"{test_epochs} epoch"
+        else:
+            test_interval, when = val_every, "given"
         lines.append(f"validation: {val_size} patches / batch {val_batch} = test_iter {test_iter}, "
-                     f"every {test_interval} iterations ({test_epochs} epoch); Caffe tests on "
-                     f"the first GPU only")
+                     f"every {test_interval} iterations ({when}); Caffe tests on the first GPU only")
     else:
         val_batch, test_iter, test_interval = None, 0, 0
         lines.append("validation: none (no validation set given)")

@@ -10,11 +10,11 @@ import os
 from solver.errors import RunConfigError
 
 # Field order of the rendered file (SolverParameter names).
-_ORDER = ("net", "test_net", "test_iter", "test_interval", "test_initialization", "type",
+_ORDER = ("train_net", "test_net", "test_iter", "test_interval", "test_initialization", "type",
           "base_lr", "momentum", "momentum2", "delta", "weight_decay", "lr_policy", "gamma",
           "stepsize", "stepvalue", "max_iter", "display", "average_loss", "snapshot",
           "snapshot_prefix", "snapshot_after_train", "solver_mode", "random_seed")
-_STRINGS = {"net", "test_net", "type", "lr_policy", "snapshot_prefix"}
+_STRINGS = {"train_net", "test_net", "type", "lr_policy", "snapshot_prefix"}
 _ENUMS = {"solver_mode"}
 
 
@@ -33,7 +33,7 @@ def solver_params(schedule, net, snapshot_prefix, test_net=None, solver_mode="CP
     if max_iter < 1:
         raise RunConfigError(f"max_iter must be >= 1, got {max_iter}")
     p = {
-        "net": str(net),
+        "train_net": str(net),
         "type": schedule["type"],
         "base_lr": schedule["base_lr"] if base_lr is None else float(base_lr),
         "momentum": schedule["momentum"],

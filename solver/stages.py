@@ -1,0 +1,279 @@
+"""Route 1, `mrfnet caffe-stages`: the loss-weight groups as consecutive `caffe train` runs.
+
+Each stage is a stock-layer train net (one EuclideanLoss per scale, loss_weight from its group's
+weights, so `-gpu 0,1,2,3` works on a CUDA + NCCL build) with its own solver; every stage after
+the first starts with `-weights` from the previous stage's final snapshot. `-weights` restarts
+Caffe's iteration at 0 (and Adam's moments), so later stages get a "multistep" lr with the step
+points shifted: the lr against global iteration is the same curve as one uninterrupted
+"step" run (unless --restart-lr asks for each stage to start again at base_lr).
+Files go into the run dir with paths relative to it; the commands run from inside it.
+"""
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from layers.loss_groups import stage_iterations
+from prototxt_gen.topology import DEFAULT_PATHS, DEFAULT_VARIANT, check_paths, TopologyError
+from solver import plan as PL
+from solver import runfiles as RF
+from solver import schedule as S
+from solver import solver_file as SF
+from solver.caffelog import parse as parse_log
+from solver.data import count_entries
+from solver.errors import MissingInputError, RunConfigError
+
+
+def add_arguments(p):
+    PL.add_common_arguments(p)
+    p.add_argument("--val-db", default=None, help="validation LMDB/HDF5 (test net with PSNR/SSIM)")
+    p.add_argument("--gpus", default=None,
+                   help="GPU ids for `caffe train -gpu`, e.g. 0,1,2,3 (default: CPU); the total "
+                        "batch is split over them")
+    p.add_argument("--dry-run", action="store_true",
+                   help="write the files and print the `caffe train` commands without running them")
+    p.add_argument("--restart-lr", action="store_true",
+                   help="start every stage at base_lr with the 'step' policy instead of continuing "
+                        "the single-run lr curve")
+    p.add_argument("--from-stage", type=int, default=1,
+                   help="run stages from this one (1-based); the previous stage's final snapshot "
+                        "must exist")
+    p.add_argument("--caffe", default=None,
+                   help="caffe command to run (default: the one beside this Python, else PATH)")
+
+
+def parse_gpus(text):
+    """'0,1,2,3' -> [0, 1, 2, 3]; None/'' -> [] (CPU)."""
+    if not text:
+        return []
+    try:
+        ids = [int(x) for x in str(text).split(",") if x.strip() != ""]
+    except ValueError:
+        raise RunConfigError(f"--gpus {text!r}: give comma-separated integers like 0,1,2,3") from None
+    if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
+        raise RunConfigError(f"--gpus {text!r}: give distinct non-negative ids like 0,1,2,3")
+    return ids
+
+
+def stage_lr(schedule, start, end, restart=False):
+    """(base_lr, stepvalues or None) of a stage covering global iterations [start, end)."""
+    if restart or start == 0:
+        return schedule["base_lr"], None
+    step = schedule["stepsize"]
+    base = S.lr_at(start, schedule["base_lr"], schedule["gamma"], step)
+    first = (start // step + 1) * step
+    return base, [b - start for b in range(first, end, step)]
+
+
+def find_caffe(explicit=None):
+    """The caffe command: --caffe, else `caffe` beside this interpreter (the venv's wrapper that
+    makes Python layers importable), else PATH."""
+    if explicit:
+        path = shutil.which(explicit) or (explicit if os.path.exists(explicit) else None)
+        if not path:
+            raise MissingInputError(f"--caffe {explicit}: not found")
+        return path
+    beside = Path(sys.executable).parent / "caffe"
+    if beside.exists():
+        return str(beside)
+    path = shutil.which("caffe")
+    if not path:
+        raise MissingInputError("no `caffe` command found; run `make caffe` or pass --caffe")
+    return path
+
+
+def build(cfg):
+    """Write every file of the staged run and return the plan:
+    {"run_dir", "stages": [{"stage", "weights", "solver", "train_net", "argv", "final", ...}],
+     "schedule", "groups", "commands"}."""
+    variant = cfg.get("variant") or DEFAULT_VARIANT
+    paths = cfg.get("paths") or DEFAULT_PATHS
+    try:
+        check_paths(paths)
+    except TopologyError as exc:
+        raise RunConfigError(str(exc)) from None
+    if not cfg.get("train_db"):
+        raise RunConfigError("--train-db is required")
+    if not cfg.get("out"):
+        raise RunConfigError("--out is required (the run directory)")
+    gpus = parse_gpus(cfg.get("gpus"))
+    run_dir = Path(cfg["out"]).resolve()
+    (run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
+    crop = cfg.get("crop") or S.PAPER["crop"]
+    RF.check_crop(cfg["train_db"], crop, paths)
+    val_db = cfg.get("val_db")
+    val_size = count_entries(val_db) if val_db else 0
+    if val_db:
+        RF.check_crop(val_db, crop, paths, option="--crop (validation DB)")
+    sched = PL.make_schedule(
+        count_entries(cfg["train_db"]), total_batch=cfg.get("batch"), gpus=max(1, len(gpus)),
+        crop=crop, epochs=cfg.get("epochs"), iters=cfg.get("iters"), dataset=cfg.get("dataset"),
+        base_lr=cfg.get("base_lr"), stepsize=cfg.get("stepsize"),
+        snapshot_every=cfg.get("snapshot_every"), val_size=val_size,
+        val_every=cfg.get("val_every"))
+    groups = PL.load_groups(cfg.get("loss_groups"), paths)
+    stages = stage_iterations(groups, int(sched["max_iter"]))
+    seed = cfg.get("seed") if cfg.get("seed") is not None else 0
+    mode = "GPU" if gpus else "CPU"
+    header = [f"generated by `mrfnet caffe-stages` for {variant} P={paths}, crop {crop}, "
+              f"batch {sched['batch_per_gpu']} per {'GPU' if gpus else 'iteration'}"]
+
+    test_net = None
+    if val_db:
+        RF.write_test_net(run_dir / "val.prototxt", variant, paths, val_db, run_dir, crop,
+                          sched["val_batch"], header=header)
+        test_net = "val.prototxt"
+    RF.write_deploy_net(run_dir / "deploy.prototxt", variant, paths, crop, crop, header=header)
+
+    out_stages = []
+    prev_final = None
+    for st in stages:
+        i = st["stage"] + 1
+        start, end = st["start_iter"], st["end_iter"]
+        net_name = f"stage{i}_train.prototxt"
+        RF.write_train_net(run_dir / net_name, variant, paths, cfg["train_db"], run_dir, crop,
+                           sched["batch_per_gpu"], "stock", weights=st["weights"],
+                           header=header + [f"stage {i}: loss-weight group {st['group'] + 1}, "
+                                            f"weights {st['weights']} (coarse -> fine)"])
+        base_lr, stepvalues = stage_lr(sched, start, end, cfg.get("restart_lr", False))
+        prefix = f"snapshots/stage{i}"
+        params = SF.solver_params(sched, net_name, prefix, test_net=test_net, solver_mode=mode,
+                                  random_seed=seed, max_iter=end - start, base_lr=base_lr,
+                                  stepvalues=stepvalues,
+                                  snapshot=min(sched["snapshot"], end - start))
+        lr_line = (f"lr: step policy from base_lr {base_lr:g}" if stepvalues is None else
+                   f"lr: continues the single-run curve: base_lr {base_lr:g} (= lr at global "
+                   f"iteration {start}), halved at stage iterations {stepvalues}")
+        comments = [f"stage {i} of {len(stages)}: global iterations {start}..{end} "
+                    f"(this solver counts 0..{end - start}), loss weights {st['weights']}",
+                    lr_line] + sched["explanation"]
+        solver_name = f"stage{i}_solver.prototxt"
+        SF.write_solver(run_dir / solver_name, params, comments)
+        argv = ["caffe", "train", "-solver", solver_name]
+        if prev_final:
+            argv += ["-weights", prev_final]
+        if gpus:
+            argv += ["-gpu", ",".join(str(g) for g in gpus)]
+        final = f"{prefix}_iter_{end - start}.caffemodel"
+        out_stages.append({"stage": i, "group": st["group"] + 1, "start_iter": start,
+                           "end_iter": end, "weights": st["weights"], "train_net": net_name,
+                           "solver": solver_name, "argv": argv, "final": final,
+                           "log": f"stage{i}.log", "base_lr": base_lr, "stepvalues": stepvalues})
+        prev_final = final
+    commands = [f"cd {shlex.quote(str(run_dir))}"] + [
+        " ".join(shlex.quote(a) for a in s["argv"]) + f" 2>&1 | tee {s['log']}" for s in out_stages]
+    script = ["#!/usr/bin/env bash",
+              "# generated by `mrfnet caffe-stages`: the loss-weight groups as consecutive "
+              "`caffe train` runs",
+              "set -euo pipefail", 'cd "$(dirname "$0")"', "export GLOG_logtostderr=1"]
+    script += [" ".join(shlex.quote(a) for a in s["argv"]) + f" 2>&1 | tee {s['log']}"
+               for s in out_stages]
+    (run_dir / "run_stages.sh").write_text("\n".join(script) + "\n")
+    os.chmod(run_dir / "run_stages.sh", 0o755)
+    return {"run_dir": str(run_dir), "stages": out_stages, "schedule": sched, "groups": groups,
+            "commands": commands, "gpus": gpus}
+
+
+def run_stages(plan, caffe=None, from_stage=1, stream=None):
+    """Run the stages with the real `caffe` (output tee'd to stageN.log); returns a summary with
+    per-stage parsed logs. Raises StageFailed when a stage fails."""
+    stream = stream or sys.stdout
+    run_dir = Path(plan["run_dir"])
+    caffe = find_caffe(caffe)
+    n = len(plan["stages"])
+    if not 1 <= from_stage <= n:
+        raise RunConfigError(f"--from-stage {from_stage}: the plan has stages 1..{n}")
+    if from_stage > 1:
+        prev = run_dir / plan["stages"][from_stage - 2]["final"]
+        if not prev.exists():
+            raise MissingInputError(f"--from-stage {from_stage}: {prev} does not exist; "
+                                    f"run stage {from_stage - 1} first")
+    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
+    results = []
+    for st in plan["stages"][from_stage - 1:]:
+        argv = [caffe] + st["argv"][1:]
+        print(f"[stage {st['stage']}/{n}] {' '.join(st['argv'])}  (log: {run_dir / st['log']})",
+              file=stream, flush=True)
+        log_path = run_dir / st["log"]
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(argv, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
+            try:
+                rc = proc.wait()
+            except KeyboardInterrupt:
+                # caffe got the same SIGINT: its default -sigint_effect stop snapshots and exits
+                rc = proc.wait()
+                raise StageInterrupted(st, run_dir) from None
+        text = log_path.read_text(errors="replace")
+        final = run_dir / st["final"]
+        if rc != 0 or not final.exists():
+            tail = "\n".join(text.splitlines()[-15:])
+            raise StageFailed(f"stage {st['stage']} failed (exit code {rc}); see {log_path}. "
+                              f"Last lines:\n{tail}")
+        parsed = parse_log(text)
+        losses = parsed["loss"]
+        res = {"stage": st["stage"], "final": str(final), "log": str(log_path),
+               "first_loss": losses[min(losses)] if losses else None,
+               "last_loss": losses[max(losses)] if losses else None, "parsed": parsed}
+        tests = parsed["test"]
+        if tests:
+            res["last_test"] = tests[max(tests)]
+        results.append(res)
+        msg = f"[stage {st['stage']}/{n}] done: loss {res['first_loss']} -> {res['last_loss']}"
+        if "last_test" in res:
+            msg += "; validation " + ", ".join(f"{k} {v:.4g}" for k, v in res["last_test"].items())
+        print(msg + f"; weights {final}", file=stream, flush=True)
+    return {"run_dir": str(run_dir), "stages": results,
+            "final": results[-1]["final"] if results else None}
+
+
+class StageFailed(RuntimeError):
+    """`caffe train` of a stage exited non-zero or left no final snapshot."""
+
+
+class StageInterrupted(RuntimeError):
+    """Ctrl-C during a stage: caffe wrote a snapshot; the message says how to continue."""
+
+    def __init__(self, st, run_dir):
+        states = sorted((run_dir / "snapshots").glob(f"stage{st['stage']}_iter_*.solverstate"),
+                        key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+        if states:
+            how = (f"continue this stage with: cd {run_dir} && caffe train -solver {st['solver']} "
+                   f"-snapshot snapshots/{states[-1].name}, then the later stages with "
+                   f"`mrfnet caffe-stages ... --from-stage {st['stage'] + 1}`")
+        else:
+            how = f"no snapshot of stage {st['stage']} was written; rerun with --from-stage {st['stage']}"
+        super().__init__(f"interrupted during stage {st['stage']}; {how}")
+
+
+def run(args):
+    cfg = {k: getattr(args, k) for k in vars(args) if not k.startswith("_")}
+    try:
+        plan = build(cfg)
+        print(f"run dir: {plan['run_dir']}")
+        for line in plan["schedule"]["explanation"]:
+            print(f"  {line}")
+        for st in plan["stages"]:
+            print(f"  stage {st['stage']}: iterations {st['start_iter']}..{st['end_iter']}, "
+                  f"loss weights {st['weights']}")
+        if args.dry_run:
+            print("\n# commands (also in run_stages.sh); for CUDA machines the solvers say "
+                  "solver_mode GPU when --gpus is given:")
+            print("export GLOG_logtostderr=1")
+            for c in plan["commands"]:
+                print(c)
+            return 0
+        summary = run_stages(plan, caffe=args.caffe, from_stage=args.from_stage)
+        print(f"final weights: {summary['final']}")
+        return 0
+    except StageInterrupted as exc:
+        print(f"mrfnet caffe-stages: {exc}", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StageFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
