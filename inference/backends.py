@@ -1,0 +1,230 @@
+"""Two ways to run a deploy net behind one small interface.
+
+    backend = load(deploy, weights, backend="caffe" | "opencv")
+    out = backend.forward(x)      # x: float32 N x 3 x H x W, BGR, values in [0, 1]
+                                  # out: float32 N x 3 x H x W ("predict_deblur"), same convention
+
+- "caffe": pycaffe, the reference. CPU by default; GPU with gpu=True when the Caffe build links
+  CUDA. Weights are checked against the prototxt before copying (see inference.weights).
+- "opencv": cv2.dnn.readNetFromCaffe on the same two files, so people can deblur without building
+  Caffe (imports no caffe module at all).
+
+H and W must be multiples of `backend.stride` (2^(P-1), read from the net's blob shapes); the
+tiling module pads for that. `memory_model()` gives (fixed bytes, bytes per input pixel) for
+choosing tile sizes.
+"""
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InferenceError, ModelNotFoundError, WeightsMismatchError
+from .netfile import DeployNet, get_all, get_one
+
+INPUT_BLOB = "data"
+OUTPUT_BLOB = "predict_deblur"
+BACKENDS = ("caffe", "opencv")
+# Probe side for shape questions: a multiple of every power-of-two stride up to 256.
+_PROBE = 256
+
+
+def _check_input(x, stride):
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4 or x.shape[1] != 3:
+        raise InferenceError("backend input must be float32 N x 3 x H x W (BGR, [0,1]), got "
+                             f"{getattr(x, 'dtype', type(x))} {getattr(x, 'shape', '')}")
+    if x.shape[2] % stride or x.shape[3] % stride:
+        raise InferenceError(f"input {x.shape[2]}x{x.shape[3]} is not a multiple of the net's "
+                             f"stride {stride}; pad it first (inference.tiling.pad_to_stride)")
+
+
+def _stride_from_heights(heights, probe=_PROBE):
+    ratios = [probe // h for h in heights if h and probe % h == 0]
+    return max(ratios) if ratios else 1
+
+
+class Backend:
+    """Common part: file checks, timing of the load, stride."""
+
+    name = "?"
+
+    def __init__(self, deploy, weights, allow_python_layers=False):
+        self.deploy = Path(deploy)
+        self.weights = Path(weights)
+        self.netfile = DeployNet(self.deploy)
+        self.netfile.check_safe(allow_python_layers)
+        self.netfile.check_blobs(INPUT_BLOB, OUTPUT_BLOB)
+        self.netfile.check_graph()
+        if not self.weights.is_file():
+            raise ModelNotFoundError(f"weights file not found: {self.weights}")
+        t0 = time.perf_counter()
+        self._load()
+        self.load_seconds = time.perf_counter() - t0
+        self.stride = self._stride()
+        named = self.netfile.stride_from_names
+        if named and named != self.stride:
+            raise InferenceError(f"{self.deploy}: blob shapes give stride {self.stride}, but the "
+                                 f"pred_r1..pred_r{self.netfile.num_paths} names say {named}")
+
+    def forward(self, x):
+        _check_input(x, self.stride)
+        out = self._forward(x)
+        if out.shape != x.shape:
+            raise InferenceError(f"{self.deploy}: output {out.shape} differs from input {x.shape}")
+        return out
+
+    def describe(self):
+        return f"{self.name} ({self.device})"
+
+
+class CaffeBackend(Backend):
+    name = "caffe"
+
+    def __init__(self, deploy, weights, gpu=False, allow_python_layers=False):
+        self.gpu = gpu
+        self.device = "gpu" if gpu else "cpu"
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        import caffe  # imported before the load is timed: Table IV times the model, not Python
+
+        self._caffe = caffe
+        super().__init__(deploy, weights, allow_python_layers)
+
+    def _load(self):
+        from .weights import copy_checked
+
+        caffe = self._caffe
+        self.netfile.check_types(caffe.layer_type_list())
+        if self.gpu:
+            if not caffe_has_cuda():
+                raise InferenceError("--gpu: this Caffe build has no CUDA (CPU_ONLY); drop --gpu")
+            caffe.set_mode_gpu()
+            caffe.set_device(0)
+        else:
+            caffe.set_mode_cpu()
+        self.net = caffe.Net(str(self.deploy), caffe.TEST)
+        copy_checked(self.net, self.weights, self.deploy)
+
+    def _reshape(self, shape):
+        blob = self.net.blobs[INPUT_BLOB]
+        if tuple(blob.shape) != tuple(shape):
+            blob.reshape(*shape)
+            self.net.reshape()
+
+    def _stride(self):
+        self._reshape((1, 3, _PROBE, _PROBE))
+        return _stride_from_heights([b.shape[2] for b in self.net.blobs.values()
+                                     if len(b.shape) == 4])
+
+    def _forward(self, x):
+        self._reshape(x.shape)
+        self.net.blobs[INPUT_BLOB].data[...] = x
+        self.net.forward()
+        return np.array(self.net.blobs[OUTPUT_BLOB].data, dtype=np.float32, copy=True)
+
+    def memory_model(self):
+        """(fixed bytes, bytes per input pixel) of a CPU forward.
+
+        Caffe in TEST phase keeps every blob (no memory sharing) and each convolution layer owns
+        an im2col buffer of (in_channels x kh x kw) x (its column count) floats; both scale with
+        the input's pixel count and are summed here from the shapes at a probe size.
+        """
+        self._reshape((1, 3, _PROBE, _PROBE))
+        shape = {name: tuple(b.shape) for name, b in self.net.blobs.items()}
+        # Split layers' tops share their bottom's memory: count each blob once.
+        shared = {t for name, layer in zip(self.net._layer_names, self.net.layers)
+                  if layer.type == "Split" for t in self.net.top_names[name]}
+        blobs = sum(int(np.prod(s)) for name, s in shape.items() if name not in shared)
+        cols = 0
+        layer_fields = {l["name"]: l["fields"] for l in self.netfile.layers}
+        for name, layer in zip(self.net._layer_names, self.net.layers):
+            if layer.type not in ("Convolution", "Deconvolution"):
+                continue
+            kh, kw = self.net.params[name][0].data.shape[2:]
+            cp = get_one(layer_fields.get(name, []), "convolution_param", [])
+            if (kh, kw) == (1, 1) and _plain(cp):
+                continue  # Caffe skips im2col for 1x1 stride-1 unpadded convolutions
+            bottom = shape[self.net.bottom_names[name][0]]
+            top = shape[self.net.top_names[name][0]]
+            if layer.type == "Convolution":
+                cols += bottom[1] * kh * kw * top[2] * top[3]
+            else:  # Deconvolution: col2im from the output channels at the input's size
+                cols += top[1] * kh * kw * bottom[2] * bottom[3]
+        params = sum(p.data.size for ps in self.net.params.values() for p in ps)
+        return 4 * params, 4.0 * (blobs + cols) / (_PROBE * _PROBE)
+
+
+class OpenCVBackend(Backend):
+    name = "opencv"
+    device = "cpu"
+
+    def __init__(self, deploy, weights, allow_python_layers=False):
+        import cv2  # imported before the load is timed
+
+        self._cv2 = cv2
+        super().__init__(deploy, weights, allow_python_layers)
+
+    def _load(self):
+        cv2 = self._cv2
+        try:
+            self.net = cv2.dnn.readNetFromCaffe(str(self.deploy), str(self.weights))
+        except cv2.error as exc:
+            raise InferenceError(f"OpenCV could not load {self.deploy} with {self.weights}: "
+                                 f"{_cv_msg(exc)}") from exc
+        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+
+    def _stride(self):
+        try:
+            _, _, outs = self.net.getLayersShapes([1, 3, _PROBE, _PROBE])
+        except self._cv2.error as exc:
+            raise WeightsMismatchError(f"weights {self.weights} do not fit {self.deploy} "
+                                       f"(OpenCV: {_cv_msg(exc)})") from exc
+        heights = [int(s[2]) for layer in outs for s in layer if len(s) == 4]
+        return _stride_from_heights(heights)
+
+    def _forward(self, x):
+        try:
+            self.net.setInput(np.ascontiguousarray(x), INPUT_BLOB)
+            out = self.net.forward(OUTPUT_BLOB)
+        except self._cv2.error as exc:
+            raise WeightsMismatchError(f"OpenCV forward of {self.deploy} with {self.weights} "
+                                       f"failed; do the weights fit the prototxt? "
+                                       f"({_cv_msg(exc)})") from exc
+        return np.asarray(out, dtype=np.float32)
+
+    def memory_model(self):
+        weights, blobs = self.net.getMemoryConsumption((1, 3, _PROBE, _PROBE))
+        return int(weights), float(blobs) / (_PROBE * _PROBE)
+
+
+def _plain(conv_param):
+    """True if a convolution_param has stride 1 and pad 0 everywhere (Caffe's is_1x1 case)."""
+    pads = [v for k in ("pad", "pad_h", "pad_w") for v in get_all(conv_param, k)]
+    strides = [v for k in ("stride", "stride_h", "stride_w") for v in get_all(conv_param, k)]
+    return all(int(v) == 0 for v in pads) and all(int(v) == 1 for v in strides)
+
+
+def _cv_msg(exc):
+    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
+    return lines[-1] if lines else str(exc)
+
+
+def caffe_has_cuda():
+    """True when the imported Caffe library links the CUDA runtime (a GPU build)."""
+    import caffe  # noqa: F401  (load the shared libraries first)
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    return "libcudart" in maps
+
+
+def load(deploy, weights, backend="caffe", gpu=False, allow_python_layers=False):
+    """Open a deploy net with its weights on the chosen backend (see module docstring)."""
+    if backend == "caffe":
+        return CaffeBackend(deploy, weights, gpu=gpu, allow_python_layers=allow_python_layers)
+    if backend == "opencv":
+        if gpu:
+            raise InferenceError("--gpu is only supported with --backend caffe")
+        return OpenCVBackend(deploy, weights, allow_python_layers=allow_python_layers)
+    raise InferenceError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")

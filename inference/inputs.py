@@ -1,0 +1,79 @@
+"""Turning command-line INPUTS (files, folders, globs) into image paths and output names.
+
+Folders are read one level deep (their image files, sorted); globs are expanded by Python
+(`**` allowed) so quoting them works the same in every shell. Output names keep the input's
+file stem; two inputs that would write the same output are reported instead of overwriting.
+"""
+import glob
+from pathlib import Path
+
+from data_prep.imageio import IMAGE_EXTENSIONS
+
+from .errors import InferenceError
+
+OUTPUT_FORMATS = {"png": ".png", "jpeg": ".jpg"}
+
+
+def is_image(path):
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def expand_inputs(inputs):
+    """-> (sorted unique image paths, [(argument, problem)]) for files, folders and globs."""
+    found, problems = [], []
+    for arg in inputs:
+        p = Path(arg)
+        if p.is_dir():
+            imgs = sorted(q for q in p.iterdir() if q.is_file() and is_image(q))
+            if not imgs:
+                problems.append((arg, f"folder has no images ({', '.join(IMAGE_EXTENSIONS)})"))
+            found += imgs
+        elif p.is_file():
+            found.append(p)  # named explicitly: tried even with an unusual extension
+        elif glob.has_magic(arg):
+            imgs = sorted(Path(q) for q in glob.glob(arg, recursive=True)
+                          if Path(q).is_file() and is_image(Path(q)))
+            if not imgs:
+                problems.append((arg, "pattern matches no image files"))
+            found += imgs
+        else:
+            problems.append((arg, "no such file or folder"))
+    unique, seen = [], set()
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique, problems
+
+
+def output_paths(images, out_dir, fmt="png"):
+    """{input: output path} with the input's stem and the chosen format's suffix, plus clashes.
+
+    Returns (mapping, [(input, problem)]): an input whose output would overwrite another's
+    output, or the input itself, is left out and reported.
+    """
+    suffix = OUTPUT_FORMATS[fmt]
+    out_dir = Path(out_dir)
+    mapping, problems, taken = {}, [], {}
+    for img in images:
+        out = out_dir / (img.stem + suffix)
+        if out.resolve() == img.resolve():
+            problems.append((img, f"output {out} would overwrite the input; choose another --out"))
+        elif out in taken:
+            problems.append((img, f"output {out} clashes with {taken[out]} (same file name); "
+                                  "deblur them into different --out folders"))
+        else:
+            taken[out] = img
+            mapping[img] = out
+    return mapping, problems
+
+
+def find_partner(image, folder):
+    """The file in `folder` with the same name as `image`, else the same stem; None if absent."""
+    folder = Path(folder)
+    exact = folder / image.name
+    if exact.is_file():
+        return exact
+    same_stem = sorted(q for q in folder.glob(glob.escape(image.stem) + ".*") if is_image(q))
+    return same_stem[0] if same_stem else None

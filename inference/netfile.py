@@ -1,0 +1,173 @@
+"""What we need to know about a deploy prototxt before handing it to Caffe or OpenCV.
+
+Read with a small protobuf text-format parser (no Caffe import), because
+- the OpenCV backend must work where Caffe is not installed, and
+- Caffe aborts the whole process (glog CHECK) on a file it cannot parse, while we want a clear
+  message and the other images still processed.
+
+A prototxt can name a Python layer (`type: "Python"`, `python_param { module: ... }`): Caffe then
+imports and runs that module. Deploy nets here are stock layers only, so such a file is refused
+unless the caller allows it explicitly.
+"""
+import re
+from pathlib import Path
+
+from .errors import InferenceError, ModelNotFoundError, UnsafeNetError
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+|\#[^\n]*)
+  | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+  | (?P<punct>[{}:<>;,\[\]])
+  | (?P<word>[^\s{}:<>;,\[\]"'#]+)
+""", re.VERBOSE)
+
+
+def _tokens(text, path):
+    pos = 0
+    out = []
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise InferenceError(f"{path}: cannot parse prototxt near {text[pos:pos + 30]!r}")
+        pos = m.end()
+        kind = m.lastgroup
+        if kind == "ws":
+            continue
+        tok = m.group(kind)
+        if kind == "str":
+            tok = ("str", bytes(tok[1:-1], "utf-8").decode("unicode_escape"))
+        out.append((kind, tok))
+    return out
+
+
+def parse_text(text, path="<prototxt>"):
+    """Protobuf text format -> nested list of (field, value); value is a str or such a list."""
+    toks = _tokens(text, path)
+    i = 0
+
+    def message(closing):
+        nonlocal i
+        fields = []
+        while i < len(toks):
+            kind, tok = toks[i]
+            if kind == "punct" and tok in ("}", ">"):
+                if closing is None:
+                    raise InferenceError(f"{path}: unbalanced '{tok}' in prototxt")
+                i += 1
+                return fields
+            if kind != "word":
+                raise InferenceError(f"{path}: expected a field name, found {tok!r}")
+            name = tok
+            i += 1
+            if i < len(toks) and toks[i] == ("punct", ":"):
+                i += 1
+            if i >= len(toks):
+                raise InferenceError(f"{path}: field {name!r} has no value")
+            kind, tok = toks[i]
+            if kind == "punct" and tok in ("{", "<"):
+                i += 1
+                fields.append((name, message(tok)))
+            elif kind == "str":
+                # adjacent string literals concatenate, as in protobuf
+                value = tok[1]
+                i += 1
+                while i < len(toks) and toks[i][0] == "str":
+                    value += toks[i][1][1]
+                    i += 1
+                fields.append((name, value))
+            elif kind == "word":
+                fields.append((name, tok))
+                i += 1
+            else:
+                raise InferenceError(f"{path}: unexpected {tok!r} after field {name!r}")
+            if i < len(toks) and toks[i] in (("punct", ";"), ("punct", ",")):
+                i += 1
+        if closing is not None:
+            raise InferenceError(f"{path}: a '{closing}' block is not closed")
+        return fields
+
+    return message(None)
+
+
+def get_all(fields, name):
+    return [v for k, v in fields if k == name]
+
+
+def get_one(fields, name, default=None):
+    values = get_all(fields, name)
+    return values[0] if values else default
+
+
+class DeployNet:
+    """The parts of a deploy prototxt that inference relies on."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelNotFoundError(f"deploy prototxt not found: {self.path}")
+        try:
+            text = self.path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InferenceError(f"{self.path}: cannot read deploy prototxt ({exc})") from exc
+        self.fields = parse_text(text, self.path)
+        self.layers = [dict(name=get_one(l, "name", "?"), type=get_one(l, "type", "?"),
+                            bottoms=get_all(l, "bottom"), tops=get_all(l, "top"), fields=l)
+                       for l in get_all(self.fields, "layer") + get_all(self.fields, "layers")]
+        if not self.layers:
+            raise InferenceError(f"{self.path}: no layers found; is this a Caffe prototxt?")
+
+    @property
+    def python_layers(self):
+        """Names of layers that would make Caffe import Python code (V2 and V1 spellings)."""
+        return [l["name"] for l in self.layers
+                if l["type"] in ("Python", "PYTHON") or get_one(l["fields"], "python_param")]
+
+    def check_safe(self, allow_python_layers=False):
+        names = self.python_layers
+        if names and not allow_python_layers:
+            raise UnsafeNetError(
+                f"{self.path}: layer(s) {', '.join(names)} are Python layers, which run code named in "
+                "the file; deploy nets must use stock Caffe layers. Use the generated "
+                "models/<variant>/deploy.prototxt, or pass --allow-python-layers if you trust it.")
+
+    def check_graph(self):
+        """Every bottom must be made by an earlier layer (Caffe aborts the process otherwise)."""
+        made = set(get_all(self.fields, "input"))
+        for layer in self.layers:
+            for b in layer["bottoms"]:
+                if b not in made:
+                    raise InferenceError(f"{self.path}: layer {layer['name']!r} reads blob {b!r} "
+                                         "that no earlier layer produces; the prototxt is broken")
+            made.update(layer["tops"])
+
+    def check_types(self, known):
+        """Every layer type must be one the runtime knows (Caffe aborts the process otherwise)."""
+        unknown = sorted({l["type"] for l in self.layers} - set(known))
+        if unknown:
+            raise InferenceError(f"{self.path}: layer type(s) {', '.join(unknown)} are not in this "
+                                 "Caffe build; use a deploy net made by `mrfnet prototxt`")
+
+    @property
+    def tops(self):
+        return {t for l in self.layers for t in l["tops"]}
+
+    def check_blobs(self, input_blob, output_blob):
+        has_input = input_blob in self.tops or input_blob in get_all(self.fields, "input")
+        if not has_input:
+            raise InferenceError(f"{self.path}: no input blob named {input_blob!r} "
+                                 "(deploy nets take 'data': N x 3 x H x W, BGR in [0,1])")
+        if output_blob not in self.tops:
+            raise InferenceError(f"{self.path}: no output blob named {output_blob!r}; "
+                                 "is this a deploy prototxt made by `mrfnet prototxt`?")
+
+    @property
+    def num_paths(self):
+        """P from the per-path prediction blobs pred_r1..pred_rP, or None."""
+        ks = [int(m.group(1)) for t in self.tops for m in [re.fullmatch(r"pred_r(\d+)", t)] if m]
+        return max(ks) if ks else None
+
+    @property
+    def stride_from_names(self):
+        """Total stride 2^(P-1) as documented by prototxt_gen, or None if the names are absent."""
+        p = self.num_paths
+        return 2 ** (p - 1) if p else None
