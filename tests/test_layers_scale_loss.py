@@ -208,3 +208,35 @@ def test_numpy_loss_checks_shapes():
         scale_loss.scale_loss([np.zeros((1, 3, 4, 4))], [np.zeros((1, 3, 2, 2))], [1])
     with pytest.raises(LossWeightError, match="K >= 1"):
         scale_loss.scale_loss([], [], [])
+
+
+def test_weights_change_inside_a_pycaffe_solver(tmp_path):
+    """The trainer's route: set_loss_weights(solver.net, w) between steps takes effect."""
+    net = tmp_path / "net.prototxt"
+    net.write_text("\n".join([
+        'layer { name: "x" type: "DummyData" top: "x" dummy_data_param { '
+        'shape { dim: 2 dim: 3 dim: 8 dim: 8 } data_filler { type: "uniform" } } }',
+        'layer { name: "label" type: "DummyData" top: "label" dummy_data_param { '
+        'shape { dim: 2 dim: 3 dim: 8 dim: 8 } data_filler { type: "constant" value: 0.5 } } }',
+        'layer { name: "conv" type: "Convolution" bottom: "x" top: "pred_r2" convolution_param { '
+        'num_output: 3 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.1 } } }',
+        'layer { name: "pool" type: "Pooling" bottom: "pred_r2" top: "pred_r1" '
+        'pooling_param { pool: AVE kernel_size: 2 stride: 2 } }',
+        'layer { name: "pool_l" type: "Pooling" bottom: "label" top: "label_r1" '
+        'pooling_param { pool: AVE kernel_size: 2 stride: 2 } }',
+        'layer { name: "loss" type: "Python" bottom: "pred_r1" bottom: "pred_r2" '
+        'bottom: "label_r1" bottom: "label" top: "loss" loss_weight: 1 python_param { '
+        'module: "layers.caffe_layers" layer: "ScaleRefinementLoss" '
+        "param_str: '{\"weights\": [1, 1]}' } }"]))
+    solver_file = tmp_path / "solver.prototxt"
+    solver_file.write_text(f'net: "{net}"\ntype: "Adam"\nbase_lr: 0.01\nlr_policy: "fixed"\n'
+                           'max_iter: 10\nsolver_mode: CPU\nsnapshot_after_train: false\n')
+    solver = caffe.get_solver(str(solver_file))
+    solver.step(1)
+    set_loss_weights(solver.net, [3.0, 0.5])
+    solver.step(1)
+    b = solver.net.blobs
+    data = {k: b[k].data.copy() for k in ("pred_r1", "pred_r2", "label_r1")}
+    data["label_r2"] = b["label"].data.copy()
+    assert float(b["loss"].data[0]) == pytest.approx(eq5(data, 2, [3.0, 0.5]), rel=1e-5)
+    np.testing.assert_array_equal(loss_layers(solver.net)[0][1].weights, [3.0, 0.5])
