@@ -99,7 +99,10 @@ class ScaleRefinementLoss(_ParamLayer):
 
     @property
     def weights(self):
-        return self._weights.copy()
+        # Read-only view: an in-place edit would bypass validation, so it fails loudly instead.
+        view = self._weights.view()
+        view.flags.writeable = False
+        return view
 
     @weights.setter
     def weights(self, value):

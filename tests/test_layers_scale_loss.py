@@ -195,6 +195,8 @@ def test_set_loss_weights_while_net_lives(tmp_path):
     np.testing.assert_array_equal(loss_layers(net)[0][1].weights, [0.25, 3.0])  # unchanged
     with pytest.raises(LayerParamError, match="'loss'"):
         loss_layers(net)[0][1].weights = [float("nan"), 1.0]
+    with pytest.raises(ValueError, match="read-only"):
+        loss_layers(net)[0][1].weights[0] = -1.0
 
 
 def test_set_loss_weights_needs_a_loss_layer(tmp_path):
