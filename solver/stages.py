@@ -277,3 +277,15 @@ def run(args):
     except StageFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv=None):
+    """Standalone entry (python -m solver.stages) with the same options as `mrfnet stages`."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m solver.stages")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""`mrfnet train`: the pycaffe training route (solver.trainer) as a command.
+
+Exit codes: 0 finished (or stopped by --max-seconds, with a snapshot), 2 bad input,
+3 the loss became NaN/inf (the message names the last good snapshot), 128+signal number when
+stopped by SIGINT (130) or SIGTERM (143) after writing a snapshot.
+"""
+import signal
+import sys
+
+from solver import plan as PL
+from solver.errors import TrainingDiverged
+
+
+def add_arguments(p):
+    PL.add_common_arguments(p)
+    p.add_argument("--val", default=None,
+                   help="held-out set: LMDB, HDF5, or a folder with blur/ and sharp/ subfolders")
+    p.add_argument("--val-max", type=int, default=None,
+                   help="validate on at most this many pairs (default 16)")
+    p.add_argument("--val-max-side", type=int, default=None,
+                   help="centre-crop validation images to at most this side (default: whole "
+                        "image, cropped to a multiple of the net's stride)")
+    p.add_argument("--resume", default=None,
+                   help="a run directory (its latest snapshot) or a .solverstate; the run's other "
+                        "options come from its run.json unless given again")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="wall-time budget: stop cleanly with a snapshot before exceeding it")
+    p.add_argument("--keep-snapshots", type=int, default=None,
+                   help="keep the latest N snapshots (default 3; 0 keeps all)")
+    p.add_argument("--gpu", type=int, default=None,
+                   help="train on this GPU (one process, one GPU); default CPU")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar on stderr")
+
+
+def config_from_args(args):
+    """The options the user gave (None = not given) as a trainer config dict."""
+    from solver.trainer import DEFAULTS
+    return {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+
+
+def run(args):
+    from solver.trainer import train
+    try:
+        summary = train(config_from_args(args), argv=list(sys.argv))
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    status = summary["status"]
+    it, total = summary["iterations"], summary["max_iter"]
+    lines = [f"{status}: iteration {it} of {total}, snapshot {summary['last_snapshot']}"]
+    if summary["best"]:
+        b = summary["best"]
+        lines.append(f"best: PSNR {b['psnr']:.2f} dB, SSIM {b['ssim']:.4f} at iteration "
+                     f"{b['iteration']} -> {b['model']}")
+    lines.append(f"log: {summary['log']}; curves: {summary['loss_png']}")
+    if status in ("interrupted", "budget") and it < total:
+        lines.append(f"continue with: mrfnet train --resume {summary['run_dir']}")
+    print("\n".join(lines))
+    if status == "interrupted":
+        return 128 + int(getattr(signal, summary["signal"] or "SIGINT"))
+    return 0
+
+
+def main(argv=None):
+    """Standalone entry (python -m solver.command) with the same options as `mrfnet train`."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m solver.command")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

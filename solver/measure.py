@@ -1,0 +1,86 @@
+"""Seconds per training iteration and peak memory (RSS) of a training configuration.
+
+`time_training(variant, batch, crop, iters)` runs the measurement in a fresh subprocess, so the
+peak RSS belongs to that configuration alone (ru_maxrss never goes down within a process). The
+child builds the real train net (Python-loss flavour, as `mrfnet train` uses) on a small
+synthetic LMDB of `batch` patches, takes `warmup` untimed Adam steps, then times `iters` steps.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def time_training(variant="mrfnet", batch=16, crop=256, iters=3, paths=4, warmup=1, timeout=3600):
+    """{"seconds_per_iter", "step_seconds", "peak_rss_mb", "setup_seconds", ...} measured in a
+    subprocess; raises RuntimeError with the child's stderr tail when it fails."""
+    cmd = [sys.executable, "-m", "solver.measure", "--variant", variant, "--batch", str(batch),
+           "--crop", str(crop), "--iters", str(iters), "--paths", str(paths),
+           "--warmup", str(warmup)]
+    env = dict(os.environ, GLOG_minloglevel="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
+        raise RuntimeError(f"time_training({variant}, batch {batch}, crop {crop}) failed "
+                           f"(exit {proc.returncode}):\n{tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _measure(variant, batch, crop, iters, paths, warmup):
+    import resource
+    import time
+    t_setup = time.perf_counter()
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+    from solver import runfiles as RF
+    from solver import schedule as S
+    from solver import solver_file as SF
+    from solver.synthetic import write_lmdb
+    with tempfile.TemporaryDirectory(prefix="mrfnet-measure-") as d:
+        db = write_lmdb(os.path.join(d, "train_lmdb"), batch, crop, seed=0)
+        net = RF.write_train_net(os.path.join(d, "train.prototxt"), variant, paths, db, d, crop,
+                                 batch, "python")
+        sched = S.paper_schedule(batch, total_batch=batch, crop=crop, epochs=1)
+        params = SF.solver_params(sched, net, os.path.join(d, "snap"), snapshot=0,
+                                  random_seed=0, max_iter=warmup + iters)
+        path = SF.write_solver(os.path.join(d, "solver.prototxt"), params)
+        caffe.set_mode_cpu()
+        solver = caffe.get_solver(path)
+        solver.step(warmup)
+        setup = time.perf_counter() - t_setup
+        times = []
+        for _ in range(iters):
+            t = time.perf_counter()
+            solver.step(1)
+            times.append(time.perf_counter() - t)
+        params_count = sum(int(b.data.size) for bl in solver.net.params.values() for b in bl)
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {
+        "variant": variant, "paths": paths, "batch": batch, "crop": crop, "iters": iters,
+        "warmup": warmup, "seconds_per_iter": sum(times) / len(times), "step_seconds": times,
+        "peak_rss_mb": rss_kb / 1024.0, "setup_seconds": setup, "parameters": params_count,
+        "cpu_count": os.cpu_count(), "mode": "CPU",
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+
+
+def main(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m solver.measure", description=__doc__.splitlines()[0])
+    p.add_argument("--variant", default="mrfnet")
+    p.add_argument("--paths", type=int, default=4)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    a = p.parse_args(argv)
+    if a.iters < 1 or a.warmup < 0 or a.batch < 1:
+        print("error: --iters >= 1, --warmup >= 0 and --batch >= 1 are required", file=sys.stderr)
+        return 2
+    print(json.dumps(_measure(a.variant, a.batch, a.crop, a.iters, a.paths, a.warmup)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
