@@ -20,6 +20,7 @@ import itertools
 import cv2
 import numpy as np
 
+from .errors import DataPrepError
 from .kernels import round_half_away
 
 SCENE_AUGMENTATIONS = ("flip", "rot90", "perm", "saturation")
@@ -37,7 +38,7 @@ def parse_augment(text):
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     bad = [n for n in names if n not in ALL_AUGMENTATIONS]
     if bad:
-        raise ValueError(f"--augment: unknown {', '.join(bad)}; choose from "
+        raise DataPrepError(f"--augment: unknown {', '.join(bad)}; choose from "
                          f"{', '.join(ALL_AUGMENTATIONS)}, 'all' or 'none'")
     return names
 

@@ -140,6 +140,9 @@ def run(args):
     except DataPrepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, permissions ...: the partial output was removed
+        print(f"error: {exc}; nothing was written to {args.out}", file=sys.stderr)
+        return 2
     counts = ", ".join(f"{s}: {v['patches']}" for s, v in marker["splits"].items())
     print(f"wrote {args.out} ({args.format}; {counts} patches of {job.crop_size}x{job.crop_size}"
           + (f"; {marker['skipped']} inputs skipped, see skipped.csv" if marker["skipped"] else "") + ")")

@@ -75,7 +75,7 @@ def convert(splits, out, fmt="lmdb", job=RenderJob(), workers=2, force=False, st
     """
     stream = stream if stream is not None else sys.stderr
     if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise DataPrepError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
     tmp = outdir.begin(out, force)
     pool = None

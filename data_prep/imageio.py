@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import ImageReadError
+from .errors import DataPrepError, ImageReadError
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,15 @@ def write_image(path, img, jpeg_quality=95):
     path = Path(path)
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim not in (2, 3):
-        raise ValueError(f"write_image({path}): expected uint8 HxW or HxWx3, got {img.dtype} {img.shape}")
+        raise DataPrepError(f"write_image({path}): expected uint8 HxW or HxWx3, got {img.dtype} {img.shape}")
     ext = path.suffix.lower() or ".png"
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, img, params)
+    try:
+        ok, buf = cv2.imencode(ext, img, params)
+    except cv2.error:
+        ok = False
     if not ok:
-        raise ValueError(f"write_image({path}): OpenCV cannot encode '{ext}' files; use .png or .jpg")
+        raise DataPrepError(f"write_image({path}): OpenCV cannot encode '{ext}' files; use .png or .jpg")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -217,9 +217,14 @@ def trajectory_psf(path, size=31, exposure=1.0):
 
 
 def random_shake_kernel(rng, size=31, length=None, exposure=1.0):
-    """A Boracchi-Foi camera-shake PSF (size x size, odd) and its parameters (for params.csv)."""
+    """A Boracchi-Foi camera-shake PSF (size x size, odd) and its parameters (for params.csv).
+
+    anxiety ~ U[0.001, 0.01]: with Boracchi and Foi's own default (0.1 x U[0, 1]) a path of this
+    length coils up into 2-5 pixels; this smaller range (the one DeblurGAN used later) gives
+    shake paths spanning roughly 7-17 pixels, comparable to the motion kernels of the recipe.
+    """
     length = float(size - 2) if length is None else float(length)
-    anxiety = 0.1 * rng.random()
+    anxiety = float(rng.uniform(0.001, 0.01))
     path = random_trajectory(rng, length=length, anxiety=anxiety)
     psf = trajectory_psf(path, size=size, exposure=exposure)
     return psf, {"shake_size": size, "shake_length": length, "shake_anxiety": anxiety,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import augment, kernels
+from .errors import DataPrepError
 from .resize import imresize
 
 GAUSSIAN_HSIZES = (1, 2, 3, 4, 5)
@@ -37,9 +38,9 @@ class Recipe:
 
     def __post_init__(self):
         if self.blur not in BLUR_KINDS:
-            raise ValueError(f"--blur-kind must be one of {', '.join(BLUR_KINDS)}, got {self.blur!r}")
+            raise DataPrepError(f"--blur-kind must be one of {', '.join(BLUR_KINDS)}, got {self.blur!r}")
         if self.size < 0:
-            raise ValueError(f"--size must be >= 0, got {self.size}")
+            raise DataPrepError(f"--size must be >= 0, got {self.size}")
 
 
 def sample_streams(seed, image_index, sample_index, split_id=0):
