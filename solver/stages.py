@@ -1,11 +1,19 @@
 """Route 1, `mrfnet caffe-stages`: the loss-weight groups as consecutive `caffe train` runs.
 
 Each stage is a stock-layer train net (one EuclideanLoss per scale, loss_weight from its group's
-weights, so `-gpu 0,1,2,3` works on a CUDA + NCCL build) with its own solver; every stage after
-the first starts with `-weights` from the previous stage's final snapshot. `-weights` restarts
-Caffe's iteration at 0 (and Adam's moments), so later stages get a "multistep" lr with the step
-points shifted: the lr against global iteration is the same curve as one uninterrupted
-"step" run (unless --restart-lr asks for each stage to start again at base_lr).
+weights, so `-gpu 0,1,2,3` works on a CUDA + NCCL build) with its own solver. Every stage after
+the first starts from the previous stage's final snapshot, in one of two ways (--chain):
+
+- "weights" (`caffe train -weights prev.caffemodel`): a fresh solver per stage; the iteration
+  restarts at 0 and Adam's moments at zero, so later stages get a "multistep" lr with the step
+  points shifted, making lr against global iteration the same curve as one "step" run (or, with
+  --restart-lr, every stage starts again at base_lr).
+- "snapshot" (`caffe train -snapshot prev.solverstate`): the stage solvers count global
+  iterations (max_iter = the stage's end), so iteration, lr ("step" policy) and Adam's moments
+  continue exactly; only the loss weights change. Needed with Caffe builds whose `caffe train`
+  ignores -weights (the brocolli-caffe tree this project builds: its tools/caffe.cpp never
+  loads FLAGS_weights), and the default.
+
 Files go into the run dir with paths relative to it; the commands run from inside it.
 """
 import os
@@ -35,14 +43,23 @@ def add_arguments(p):
                         "batch is split over them")
     p.add_argument("--dry-run", action="store_true",
                    help="write the files and print the `caffe train` commands without running them")
+    p.add_argument("--chain", choices=CHAINS, default=None,
+                   help="how a stage starts from the previous one: 'snapshot' (-snapshot "
+                        "prev.solverstate: iteration, lr and Adam state continue; default) or "
+                        "'weights' (-weights prev.caffemodel: fresh solver per stage)")
     p.add_argument("--restart-lr", action="store_true",
-                   help="start every stage at base_lr with the 'step' policy instead of continuing "
-                        "the single-run lr curve")
+                   help="with --chain weights: start every stage at base_lr with the 'step' "
+                        "policy instead of continuing the single-run lr curve")
+    p.add_argument("--display", type=int, default=None,
+                   help="Caffe prints loss and lr every N iterations (default 20)")
     p.add_argument("--from-stage", type=int, default=1,
                    help="run stages from this one (1-based); the previous stage's final snapshot "
                         "must exist")
     p.add_argument("--caffe", default=None,
                    help="caffe command to run (default: the one beside this Python, else PATH)")
+
+
+CHAINS = ("snapshot", "weights")
 
 
 def parse_gpus(text):
@@ -128,8 +145,15 @@ def build(cfg):
         test_net = "val.prototxt"
     RF.write_deploy_net(run_dir / "deploy.prototxt", variant, paths, crop, crop, header=header)
 
+    chain = cfg.get("chain") or "snapshot"
+    if chain not in CHAINS:
+        raise RunConfigError(f"--chain {chain!r}: choose one of {list(CHAINS)}")
+    if cfg.get("restart_lr") and chain != "weights":
+        raise RunConfigError("--restart-lr needs --chain weights (a continued snapshot keeps "
+                             "its lr curve)")
+    display = cfg.get("display") or 20
     out_stages = []
-    prev_final = None
+    prev = None
     for st in stages:
         i = st["stage"] + 1
         start, end = st["start_iter"], st["end_iter"]
@@ -138,31 +162,43 @@ def build(cfg):
                            sched["batch_per_gpu"], "stock", weights=st["weights"],
                            header=header + [f"stage {i}: loss-weight group {st['group'] + 1}, "
                                             f"weights {st['weights']} (coarse -> fine)"])
-        base_lr, stepvalues = stage_lr(sched, start, end, cfg.get("restart_lr", False))
         prefix = f"snapshots/stage{i}"
-        params = SF.solver_params(sched, net_name, prefix, test_net=test_net, solver_mode=mode,
-                                  random_seed=seed, max_iter=end - start, base_lr=base_lr,
-                                  stepvalues=stepvalues,
-                                  snapshot=min(sched["snapshot"], end - start))
-        lr_line = (f"lr: step policy from base_lr {base_lr:g}" if stepvalues is None else
-                   f"lr: continues the single-run curve: base_lr {base_lr:g} (= lr at global "
-                   f"iteration {start}), halved at stage iterations {stepvalues}")
-        comments = [f"stage {i} of {len(stages)}: global iterations {start}..{end} "
-                    f"(this solver counts 0..{end - start}), loss weights {st['weights']}",
+        if chain == "snapshot":
+            params = SF.solver_params(sched, net_name, prefix, test_net=test_net,
+                                      solver_mode=mode, random_seed=seed, max_iter=end,
+                                      display=display)
+            final_iter = end
+            lr_line = (f"lr: the single-run 'step' curve; this solver resumes at global "
+                       f"iteration {start} with -snapshot and stops at {end}")
+            span = f"global iterations {start}..{end}"
+        else:
+            base_lr, stepvalues = stage_lr(sched, start, end, cfg.get("restart_lr", False))
+            params = SF.solver_params(sched, net_name, prefix, test_net=test_net,
+                                      solver_mode=mode, random_seed=seed, max_iter=end - start,
+                                      base_lr=base_lr, stepvalues=stepvalues, display=display,
+                                      snapshot=min(sched["snapshot"], end - start))
+            final_iter = end - start
+            lr_line = (f"lr: step policy from base_lr {base_lr:g}" if stepvalues is None else
+                       f"lr: continues the single-run curve: base_lr {base_lr:g} (= lr at global "
+                       f"iteration {start}), halved at stage iterations {stepvalues}")
+            span = f"global iterations {start}..{end} (this solver counts 0..{end - start})"
+        comments = [f"stage {i} of {len(stages)}: {span}, loss weights {st['weights']}",
                     lr_line] + sched["explanation"]
         solver_name = f"stage{i}_solver.prototxt"
         SF.write_solver(run_dir / solver_name, params, comments)
         argv = ["caffe", "train", "-solver", solver_name]
-        if prev_final:
-            argv += ["-weights", prev_final]
+        if prev:
+            argv += ["-snapshot", prev["state"]] if chain == "snapshot" else ["-weights", prev["model"]]
         if gpus:
             argv += ["-gpu", ",".join(str(g) for g in gpus)]
-        final = f"{prefix}_iter_{end - start}.caffemodel"
+        final = f"{prefix}_iter_{final_iter}.caffemodel"
         out_stages.append({"stage": i, "group": st["group"] + 1, "start_iter": start,
                            "end_iter": end, "weights": st["weights"], "train_net": net_name,
                            "solver": solver_name, "argv": argv, "final": final,
-                           "log": f"stage{i}.log", "base_lr": base_lr, "stepvalues": stepvalues})
-        prev_final = final
+                           "final_state": f"{prefix}_iter_{final_iter}.solverstate",
+                           "log": f"stage{i}.log", "chain": chain,
+                           "starts_from": prev["model"] if prev else None})
+        prev = {"model": final, "state": f"{prefix}_iter_{final_iter}.solverstate"}
     commands = [f"cd {shlex.quote(str(run_dir))}"] + [
         " ".join(shlex.quote(a) for a in s["argv"]) + f" 2>&1 | tee {s['log']}" for s in out_stages]
     script = ["#!/usr/bin/env bash",
@@ -174,7 +210,7 @@ def build(cfg):
     (run_dir / "run_stages.sh").write_text("\n".join(script) + "\n")
     os.chmod(run_dir / "run_stages.sh", 0o755)
     return {"run_dir": str(run_dir), "stages": out_stages, "schedule": sched, "groups": groups,
-            "commands": commands, "gpus": gpus}
+            "commands": commands, "gpus": gpus, "chain": chain}
 
 
 def run_stages(plan, caffe=None, from_stage=1, stream=None):
@@ -187,7 +223,8 @@ def run_stages(plan, caffe=None, from_stage=1, stream=None):
     if not 1 <= from_stage <= n:
         raise RunConfigError(f"--from-stage {from_stage}: the plan has stages 1..{n}")
     if from_stage > 1:
-        prev = run_dir / plan["stages"][from_stage - 2]["final"]
+        key = "final_state" if plan["chain"] == "snapshot" else "final"
+        prev = run_dir / plan["stages"][from_stage - 2][key]
         if not prev.exists():
             raise MissingInputError(f"--from-stage {from_stage}: {prev} does not exist; "
                                     f"run stage {from_stage - 1} first")
@@ -212,6 +249,11 @@ def run_stages(plan, caffe=None, from_stage=1, stream=None):
             tail = "\n".join(text.splitlines()[-15:])
             raise StageFailed(f"stage {st['stage']} failed (exit code {rc}); see {log_path}. "
                               f"Last lines:\n{tail}")
+        if st["chain"] == "weights" and st["starts_from"] and "Finetuning from" not in text:
+            raise StageFailed(
+                f"stage {st['stage']}: this caffe ignored `-weights {st['starts_from']}` (its log "
+                f"{log_path} has no 'Finetuning from' line), so the stage trained from scratch. "
+                f"Use --chain snapshot, or a caffe whose tools/caffe.cpp loads -weights")
         parsed = parse_log(text)
         losses = parsed["loss"]
         res = {"stage": st["stage"], "final": str(final), "log": str(log_path),

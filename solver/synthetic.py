@@ -1,8 +1,8 @@
 """Small synthetic blur/sharp LMDBs for timing runs and the solver's own tests.
 
 Not training data: smooth random colour fields (sharp) and a Gaussian-blurred copy (blur),
-written as the same 6-channel uint8 Datums (blur BGR + sharp BGR) as `mrfnet convert`, so the
-generated train nets read them unchanged. Real data comes from data_prep.
+written with data_prep's own Datum encoder (6 uint8 channels, blur BGR + sharp BGR), so the
+generated train nets read them exactly like the output of `mrfnet convert`. Real data comes from data_prep.
 """
 import os
 
@@ -22,16 +22,13 @@ def synthetic_pair(rng, size, sigma=2.0):
 def write_lmdb(path, count, size, seed=0):
     """Write `count` pairs of `size` x `size` into a new LMDB at `path`; returns path."""
     import lmdb
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    from caffe.proto import caffe_pb2
+    from data_prep.lmdb_writer import datum_bytes
     rng = np.random.default_rng(seed)
     os.makedirs(path, exist_ok=True)
     env = lmdb.open(str(path), map_size=max(1 << 24, count * size * size * 6 * 2 + (1 << 20)))
     with env.begin(write=True) as txn:
         for i in range(count):
             blur, sharp = synthetic_pair(rng, size)
-            chw = np.concatenate([blur, sharp], axis=2).transpose(2, 0, 1)
-            d = caffe_pb2.Datum(channels=6, height=size, width=size, data=chw.tobytes(), label=0)
-            txn.put(f"{i:08d}".encode(), d.SerializeToString())
+            txn.put(f"{i:08d}".encode(), datum_bytes(blur, sharp))
     env.close()
     return path

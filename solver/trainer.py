@@ -245,8 +245,9 @@ class _Stop:
 class Run:
     """One training session in a run directory (fresh or resumed)."""
 
-    def __init__(self, cfg, state, argv=None):
+    def __init__(self, cfg, state, argv=None, callback=None):
         self.cfg, self.state = cfg, state
+        self.callback = callback
         self.dir = Path(cfg["out"])
         self.snap_dir = self.dir / "snapshots"
         self.snap_dir.mkdir(parents=True, exist_ok=True)
@@ -514,6 +515,9 @@ class Run:
                     self._diverged(it - 1, loss, lr, weights)
                 self.bar.update(it, loss=loss, lr=lr,
                                 psnr=self.best["psnr"] if self.best else None)
+                if self.callback:
+                    self.callback({"iteration": it, "loss": loss, "lr": lr, **terms,
+                                   "solver": solver, "net": self.net, "run_dir": str(self.dir)})
                 if self.snapshot_every and it % self.snapshot_every == 0 and it < self.max_iter:
                     self.snapshot(it)
                 if self.validator and self.val_every and it % self.val_every == 0:
@@ -580,12 +584,16 @@ class Run:
         return summary
 
 
-def train(config, argv=None):
+def train(config, argv=None, callback=None):
     """Train per `config` (a dict of the DEFAULTS keys; None/missing = default) and return a
     summary dict (status "done", "budget" or "interrupted", iterations, best, final model, ...).
+
+    callback(info) runs after every finite step with iteration, loss, lr, per-scale terms and
+    the live solver/net (for live displays; it must not keep references past the call).
     Raises TrainingDiverged on a NaN/inf loss, RunConfigError/MissingInputError on bad input."""
     cfg, state = resolve_config(config)
-    run = Run(cfg, state, argv=argv if argv is not None else ["python-api", "solver.trainer.train"])
+    run = Run(cfg, state, argv=argv if argv is not None else ["python-api", "solver.trainer.train"],
+              callback=callback)
     return run.train()
 
 
