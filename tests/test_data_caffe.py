@@ -6,6 +6,7 @@ import os
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 import argparse  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import caffe  # noqa: E402
@@ -134,7 +135,6 @@ def test_verify_passes_good_databases_and_names_problems(gopro_dbs, tmp_path):
         problems, summary = verify.verify(db)
         assert problems == [] and summary["test"]["patches"] == 6
     # a database whose params.csv lost a row, and one without its marker
-    import shutil
     bad = tmp_path / "bad"
     shutil.copytree(gopro_dbs["lmdb"], bad)
     lines = (bad / "params.csv").read_text().splitlines()
@@ -147,7 +147,6 @@ def test_verify_passes_good_databases_and_names_problems(gopro_dbs, tmp_path):
 
 
 def test_verify_detects_identical_blur_and_sharp(tmp_path):
-    import lmdb
     from data_prep.lmdb_writer import LmdbWriter
     from data_prep import outdir
     tmp = outdir.begin(tmp_path / "same")
@@ -162,4 +161,3 @@ def test_verify_detects_identical_blur_and_sharp(tmp_path):
     problems, summary = verify.verify(tmp_path / "same")
     assert summary["train"]["identical"] == 4
     assert any("4 of 4 patches have blurred == sharp" in p for p in problems)
-    assert lmdb  # imported for the writer

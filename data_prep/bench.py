@@ -1,0 +1,102 @@
+"""Throughput of the two writers and their disk cost per patch (for docs and `mrfnet bench`).
+
+    python -m data_prep.bench [--patches 96] [--crop 256]
+
+Measures the writers alone (patches pre-rendered, so rendering speed and machine load from the
+blur recipe do not mix in) and the full pipeline (render + write, `convert`) on the bundled photos.
+"""
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .convert import convert
+from .hdf5_writer import Hdf5Writer
+from .lmdb_writer import LmdbWriter
+from .recipe import Recipe
+from .render import RenderJob
+from .sources import bundled_items
+
+
+def _disk_bytes(folder):
+    """(apparent bytes, allocated bytes) of all files below `folder`."""
+    apparent = allocated = 0
+    for p in Path(folder).rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+    return apparent, allocated
+
+
+def _cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(x.ru_utime + x.ru_stime for x in r)
+
+
+def measure_writers(patches=96, crop=256, seed=0):
+    rng = np.random.default_rng(seed)
+    pairs = [(rng.integers(0, 256, (crop, crop, 3), dtype=np.uint8),
+              rng.integers(0, 256, (crop, crop, 3), dtype=np.uint8)) for _ in range(patches)]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for fmt in ("lmdb", "hdf5"):
+            folder = tmp / fmt
+            folder.mkdir()
+            t0, c0 = time.perf_counter(), _cpu()
+            if fmt == "lmdb":
+                w = LmdbWriter(folder / "train_lmdb")
+            else:
+                w = Hdf5Writer(folder / "train_h5", folder / "train_h5.txt", folder / "train_h5",
+                               slots=patches, crop=crop)
+            for slot, (b, s) in enumerate(pairs):
+                w.put(slot, b, s)
+            w.close()
+            seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+            apparent, allocated = _disk_bytes(folder)
+            results[fmt] = {"patches": patches, "seconds": round(seconds, 3),
+                            "patches_per_s": round(patches / seconds, 1),
+                            "cpu_ms_per_patch": round(1000 * cpu / patches, 2),
+                            "bytes_per_patch": round(apparent / patches),
+                            "allocated_bytes_per_patch": round(allocated / patches)}
+    return results
+
+
+def measure_convert(crops=8, crop=256, workers=2):
+    results = {}
+    items = {"train": bundled_items("train"), "test": bundled_items("heldout")}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in ("lmdb", "hdf5"):
+            t0, c0 = time.perf_counter(), _cpu()
+            with open(os.devnull, "w") as quiet:
+                marker = convert(items, Path(tmp) / fmt, fmt=fmt,
+                                 job=RenderJob(crops=crops, crop_size=crop, recipe=Recipe()),
+                                 workers=workers, stream=quiet)
+            seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+            n = sum(s["patches"] for s in marker["splits"].values())
+            results[fmt] = {"patches": n, "seconds": round(seconds, 3), "patches_per_s": round(n / seconds, 1),
+                            "cpu_ms_per_patch": round(1000 * cpu / n, 2), "workers": workers}
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patches", type=int, default=96)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--crops", type=int, default=8, help="renders per bundled photo in the pipeline run")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+    out = {"load_average": os.getloadavg(), "cpus": os.cpu_count(),
+           "writers_only": measure_writers(args.patches, args.crop),
+           "render_and_write": measure_convert(args.crops, args.crop, args.workers)}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
