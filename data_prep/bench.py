@@ -53,7 +53,7 @@ def measure_writers(patches=96, crop=256, seed=0):
             if fmt == "lmdb":
                 w = LmdbWriter(folder / "train_lmdb")
             else:
-                w = Hdf5Writer(folder / "train_h5", folder / "train_h5.txt", folder / "train_h5",
+                w = Hdf5Writer(folder / "train_hdf5", folder / "train_hdf5.txt", folder / "train_hdf5",
                                slots=patches, crop=crop)
             for slot, (b, s) in enumerate(pairs):
                 w.put(slot, b, s)

@@ -2,7 +2,7 @@
 
 Output folder layout (one folder per database, published atomically, see outdir.py):
     OUT/train_lmdb/, OUT/test_lmdb/          LMDB of 6-channel uint8 Datums   (--format lmdb)
-    OUT/train_h5/part-*.h5, OUT/train_h5.txt HDF5 files + HDF5Data list file  (--format hdf5)
+    OUT/train_hdf5/part-*.h5, OUT/train_hdf5.txt  HDF5 files + HDF5Data list   (--format hdf5)
     OUT/params.csv                            one row per patch: where it is, its source, its crop,
                                               every random parameter that made it
     OUT/skipped.csv                           inputs skipped with --skip-bad, and why
@@ -62,8 +62,8 @@ def _write_csv(path, rows):
 def _make_writer(fmt, tmp, out, split, slots, job, opts):
     if fmt == "lmdb":
         return LmdbWriter(tmp / f"{split}_lmdb", map_size=opts.get("lmdb_map_size", 1 << 26))
-    return Hdf5Writer(tmp / f"{split}_h5", tmp / f"{split}_h5.txt", Path(out).resolve() / f"{split}_h5",
-                      slots=slots, crop=job.crop_size, max_mb=opts.get("h5_file_mb", 256),
+    final = Path(out).resolve() / f"{split}_hdf5"
+    return Hdf5Writer(tmp / f"{split}_hdf5", tmp / f"{split}_hdf5.txt", final, slots=slots, crop=job.crop_size, max_mb=opts.get("h5_file_mb", 256),
                       relative_to=opts.get("h5_relative_to"), compression=opts.get("h5_compression"))
 
 
@@ -119,7 +119,7 @@ def convert(splits, out, fmt="lmdb", job=RenderJob(), workers=2, force=False, st
                 info, where = info
                 for r in split_rows:
                     r["location"] = where[r["slot"]]
-                info["list_file"] = f"{split}_h5.txt"
+                info["list_file"] = f"{split}_hdf5.txt"
             else:
                 for r in split_rows:
                     r["location"] = f"{split}_lmdb:{r['location']}"

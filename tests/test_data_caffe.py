@@ -100,7 +100,7 @@ def test_caffe_data_layer_crop_cuts_blur_and_sharp_alike(gopro_dbs, gopro_mini, 
 def test_caffe_hdf5data_layer_gives_the_source_pixels(gopro_dbs, gopro_mini, tmp_path):
     db = gopro_dbs["hdf5"]
     table = rows(db)
-    list_file = db / "test_h5.txt"
+    list_file = db / "test_hdf5.txt"
     entries = list_file.read_text().split()
     assert entries and all(Path(e).is_absolute() and Path(e).is_file() for e in entries)
     n = caffe.NetSpec()
@@ -109,7 +109,7 @@ def test_caffe_hdf5data_layer_gives_the_source_pixels(gopro_dbs, gopro_mini, tmp
     net.forward()
     by_location = {r["location"]: r for r in table}
     for i in range(len(table)):   # one file here: rows in file order
-        row = by_location[f"test_h5/part-00000.h5:{i}"]
+        row = by_location[f"test_hdf5/part-00000.h5:{i}"]
         blur, sharp = source_patches(gopro_mini, row)
         want_blur = blur.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
         np.testing.assert_array_equal(net.blobs["data"].data[i], want_blur)
@@ -123,7 +123,7 @@ def test_hdf5_files_are_bounded_and_listed(gopro_mini, tmp_path):
     assert convert("--source", "gopro", "--root", gopro_mini, "--split", "test", "--format", "hdf5",
                    "--out", db, "--crops", 3, "--crop-size", CROP, "--h5-file-mb", 0.12,
                    "--workers", 1) == 0
-    files = (db / "test_h5.txt").read_text().split()
+    files = (db / "test_hdf5.txt").read_text().split()
     assert len(files) == 3
     sizes = [h5py.File(f, "r")["data"].shape[0] for f in files]
     assert sizes == [2, 2, 2]
