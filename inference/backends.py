@@ -165,8 +165,14 @@ class OpenCVBackend(Backend):
 
     def _load(self):
         cv2 = self._cv2
+        self.output_blob = OUTPUT_BLOB
         try:
-            self.net = cv2.dnn.readNetFromCaffe(str(self.deploy), str(self.weights))
+            if any(l["type"] == "Split" for l in self.netfile.layers):
+                text, self.output_blob = self.netfile.without_split_layers(OUTPUT_BLOB)
+                self.net = cv2.dnn.readNetFromCaffe(np.frombuffer(text.encode(), np.uint8),
+                                                    np.fromfile(str(self.weights), np.uint8))
+            else:
+                self.net = cv2.dnn.readNetFromCaffe(str(self.deploy), str(self.weights))
         except cv2.error as exc:
             raise InferenceError(f"OpenCV could not load {self.deploy} with {self.weights}: "
                                  f"{_cv_msg(exc)}") from exc
@@ -185,7 +191,7 @@ class OpenCVBackend(Backend):
     def _forward(self, x):
         try:
             self.net.setInput(np.ascontiguousarray(x), INPUT_BLOB)
-            out = self.net.forward(OUTPUT_BLOB)
+            out = self.net.forward(self.output_blob)
         except self._cv2.error as exc:
             raise WeightsMismatchError(f"OpenCV forward of {self.deploy} with {self.weights} "
                                        f"failed; do the weights fit the prototxt? "

@@ -22,6 +22,10 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 
+class Quoted(str):
+    """A string field value (written back with quotes; enums and numbers are plain str)."""
+
+
 def _tokens(text, path):
     pos = 0
     out = []
@@ -74,7 +78,7 @@ def parse_text(text, path="<prototxt>"):
                 while i < len(toks) and toks[i][0] == "str":
                     value += toks[i][1][1]
                     i += 1
-                fields.append((name, value))
+                fields.append((name, Quoted(value)))
             elif kind == "word":
                 fields.append((name, tok))
                 i += 1
@@ -87,6 +91,21 @@ def parse_text(text, path="<prototxt>"):
         return fields
 
     return message(None)
+
+
+def to_text(fields, indent=0):
+    """Nested (field, value) list back to protobuf text format."""
+    pad = "  " * indent
+    lines = []
+    for name, value in fields:
+        if isinstance(value, list):
+            lines += [f"{pad}{name} {{", to_text(value, indent + 1), f"{pad}}}"]
+        elif isinstance(value, Quoted):
+            esc = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            lines.append(f'{pad}{name}: "{esc}"')
+        else:
+            lines.append(f"{pad}{name}: {value}")
+    return "\n".join(l for l in lines if l)
 
 
 def get_all(fields, name):
@@ -159,6 +178,36 @@ class DeployNet:
         if output_blob not in self.tops:
             raise InferenceError(f"{self.path}: no output blob named {output_blob!r}; "
                                  "is this a deploy prototxt made by `mrfnet prototxt`?")
+
+    def without_split_layers(self, output_blob):
+        """(prototxt text, blob to read) with explicit Split layers removed.
+
+        A Split only shares its bottom's data under several names; consumers can read the bottom
+        directly. OpenCV's Caffe importer mishandles explicit Split layers with several tops
+        (OpenCV 4.10: "out_port < out.size()" in getLayerShapesRecursively), so the OpenCV
+        backend reads this equivalent text. `output_blob` is renamed to the Split's bottom when
+        it is a Split top.
+        """
+        alias = {}
+        for layer in self.layers:
+            if layer["type"] == "Split" and len(layer["bottoms"]) == 1:
+                src = layer["bottoms"][0]
+                for t in layer["tops"]:
+                    alias[t] = alias.get(src, src)
+
+        def resolve(b):
+            while b in alias:
+                b = alias[b]
+            return b
+
+        kept = []
+        for key, value in self.fields:
+            if key == "layer" and isinstance(value, list):
+                if get_one(value, "type") == "Split" and len(get_all(value, "bottom")) == 1:
+                    continue
+                value = [(k, Quoted(resolve(v)) if k == "bottom" else v) for k, v in value]
+            kept.append((key, value))
+        return to_text(kept) + "\n", resolve(output_blob)
 
     @property
     def num_paths(self):
