@@ -64,7 +64,8 @@ def _make_writer(fmt, tmp, out, split, slots, job, opts):
         return LmdbWriter(tmp / f"{split}_lmdb", map_size=opts.get("lmdb_map_size", 1 << 26))
     final = Path(out).resolve() / f"{split}_hdf5"
     return Hdf5Writer(tmp / f"{split}_hdf5", tmp / f"{split}_hdf5.txt", final, slots=slots,
-                      crop=job.crop_size, max_mb=opts.get("h5_file_mb", 256), relative_to=opts.get("h5_relative_to"), compression=opts.get("h5_compression"))
+                      crop=job.crop_size, max_mb=opts.get("h5_file_mb", 256),
+                      relative_to=opts.get("h5_relative_to"), compression=opts.get("h5_compression"))
 
 
 def convert(splits, out, fmt="lmdb", job=RenderJob(), workers=2, force=False, stream=None,
