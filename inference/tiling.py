@@ -87,13 +87,17 @@ def plan_tiles(height, width, stride, max_pixels, overlap=None):
     if height * width <= max_pixels:
         return TilePlan(height, width, ((0, height, 0, width),), overlap)
     side = (math.isqrt(int(max_pixels)) // stride) * stride
-    tw = min(width, side)
-    th = min(height, (int(max_pixels) // tw // stride) * stride)
-    if min(th, tw) < 2 * overlap + 2 * stride:
-        need = (2 * overlap + 2 * stride) ** 2
+    if height <= side:  # a wide strip: full-height tiles
+        th, tw = height, min(width, (int(max_pixels) // height // stride) * stride)
+    elif width <= side:
+        th, tw = min(height, (int(max_pixels) // width // stride) * stride), width
+    else:
+        th = tw = side
+    least = 2 * overlap + 2 * stride
+    if (th < height and th < least) or (tw < width and tw < least):
         raise InferenceError(
-            f"the memory limit allows tiles of only {max_pixels} pixels, too few for tiles of at "
-            f"least {2 * overlap + 2 * stride} px a side ({need} pixels); raise --tile-mem")
+            f"the memory limit allows tiles of only {int(max_pixels)} pixels, too few for tiles "
+            f"of at least {least} px a side with {overlap} px overlap; raise --tile-mem")
     tiles = tuple((y, y + th, x, x + tw) for y in _starts(height, th, overlap, stride)
                   for x in _starts(width, tw, overlap, stride))
     return TilePlan(height, width, tiles, overlap)
