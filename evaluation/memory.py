@@ -98,11 +98,15 @@ def training_peak_rss(variant, batch, crop=DEFAULT_CROP, paths=4, iters=DEFAULT_
     env = dict(os.environ, GLOG_minloglevel="2")
     repo = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", code, variant, str(paths), str(crop), str(batch),
-                           str(iters)], capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=set_limit, env=env)
     result = {"variant": variant, "paths": paths, "crop": crop, "batch": batch, "iters": iters,
               "device": "cpu", "measure": MEASURE, "limit_mb": limit_mb}
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, variant, str(paths), str(crop),
+                               str(batch), str(iters)], capture_output=True, text=True,
+                              timeout=timeout, preexec_fn=set_limit, env=env)
+    except subprocess.TimeoutExpired:
+        result["error"] = f"training step did not finish within {timeout} s"
+        return result
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]

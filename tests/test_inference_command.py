@@ -128,3 +128,23 @@ def test_console_command_runs_with_the_opencv_backend(tmp_path, model):
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "opencv" in proc.stderr and _shape(tmp_path / "o" / "x.png") == (9, 13)
+
+
+_NO_CAFFE = """
+import sys, argparse
+sys.modules["caffe"] = None  # any `import caffe` now fails, as on a machine without Caffe
+from inference import command
+p = argparse.ArgumentParser()
+command.add_arguments(p)
+sys.exit(command.run(p.parse_args(sys.argv[1:])))
+"""
+
+
+def test_opencv_backend_needs_no_caffe(tmp_path, model):
+    Image.fromarray(np.full((12, 10, 3), 90, np.uint8)).save(tmp_path / "y.png")
+    proc = subprocess.run([sys.executable, "-c", _NO_CAFFE, str(tmp_path / "y.png"),
+                           "--out", str(tmp_path / "o"), "--backend", "opencv",
+                           "--deploy", str(model[0]), "--weights", str(model[1])],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert _shape(tmp_path / "o" / "y.png") == (12, 10)
