@@ -3,10 +3,11 @@
 The paper measured GPU memory. Here (CPU Caffe) the measure is the peak resident set size of a
 fresh process that builds the stock train net (prototxt_gen, Input data layers, EuclideanLoss
 per scale) under an Adam solver and runs a few real training iterations on random 256x256
-crops: ru_maxrss of that child. The child's RSS just before the net is built (Python, numpy,
-Caffe loaded) is reported too, so "net + batch" = peak - baseline is comparable across runs.
+crops: the peak RSS (VmHWM) of that child. The child's RSS just before the net is built (Python,
+numpy, Caffe loaded) is reported too, so "net + batch" = peak - baseline is comparable across
+runs.
 
-Each measurement runs in its own subprocess because ru_maxrss never goes down, and under an
+Each measurement runs in its own subprocess because the peak never goes down, and under an
 address-space limit (RLIMIT_AS, default 85% of available memory) so a batch that does not fit
 fails that one child instead of waking the kernel's OOM killer.
 """
@@ -23,7 +24,7 @@ from .errors import EvaluationError
 DEFAULT_BATCHES = (8, 16)
 DEFAULT_CROP = 256
 DEFAULT_ITERS = 2
-MEASURE = "peak RSS of a CPU training process (ru_maxrss), not GPU memory"
+MEASURE = "peak RSS of a CPU training process (VmHWM), not GPU memory"
 
 
 def _available_mb():
@@ -37,8 +38,28 @@ def _available_mb():
     return None
 
 
-def _rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+def _status_mb(field):
+    """A /proc/self/status memory field in MB, or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _peak_mb():
+    """Peak RSS of this process image. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    fork + exec, so a child of a big parent would report the parent's size."""
+    hwm = _status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _current_mb():
+    rss = _status_mb("VmRSS")
+    return rss if rss is not None else _peak_mb()
 
 
 def _child(variant, paths, crop, batch, iters):
@@ -49,7 +70,7 @@ def _child(variant, paths, crop, batch, iters):
     from prototxt_gen import nets
 
     caffe.set_mode_cpu()
-    baseline = _rss_mb()
+    baseline = _current_mb()
     with tempfile.TemporaryDirectory(prefix="mrfnet-mem-") as tmp:
         net_path = Path(tmp) / "train.prototxt"
         net_path.write_text(nets.to_text(nets.train_net(
@@ -68,7 +89,7 @@ def _child(variant, paths, crop, batch, iters):
             net.blobs["label"].data[...] = np.clip(blur + 0.05, 0, 1)
             solver.step(1)
         params = sum(p.data.size for ps in net.params.values() for p in ps)
-    peak = _rss_mb()
+    peak = _peak_mb()
     print(json.dumps({"baseline_rss_mb": baseline, "peak_rss_mb": peak,
                       "net_batch_mb": peak - baseline, "params": int(params)}))
 

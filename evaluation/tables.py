@@ -175,7 +175,7 @@ def table_iii(mems, notes):
             else:
                 cells.append(f"{x['peak_rss_mb']:.0f} (net+batch {x['net_batch_mb']:.0f}) {ref}")
         lines.append(_row([f"{title(v)} (ours, CPU peak RSS MB)"] + cells))
-    lines += ["", "The paper measured GPU memory. Ours: peak resident memory (ru_maxrss) of a CPU "
+    lines += ["", "The paper measured GPU memory. Ours: peak resident memory (VmHWM) of a CPU "
                   "process running Adam training steps of the stock train net on 256x256 crops "
                   "(evaluation/memory.py); \"net+batch\" subtracts the process's RSS just before "
                   "the net was built (Python, numpy and Caffe loaded)."]
