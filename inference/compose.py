@@ -11,7 +11,8 @@ def side_by_side(panels, gap=GAP):
     shape = panels[0].shape
     for p in panels[1:]:
         if p.shape != shape:
-            raise InferenceError(f"side-by-side panels differ in size: {shape[:2]} vs {p.shape[:2]}")
+            raise InferenceError(
+                f"side-by-side panels differ in size: {shape[:2]} vs {p.shape[:2]}")
     sep = np.full((shape[0], gap, 3), 255, np.uint8)
     out = [panels[0]]
     for p in panels[1:]:

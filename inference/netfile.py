@@ -145,8 +145,8 @@ class DeployNet:
         names = self.python_layers
         if names and not allow_python_layers:
             raise UnsafeNetError(
-                f"{self.path}: layer(s) {', '.join(names)} are Python layers, which run code named in "
-                "the file; deploy nets must use stock Caffe layers. Use the generated "
+                f"{self.path}: layer(s) {', '.join(names)} are Python layers, which run code "
+                "named in the file; deploy nets must use stock Caffe layers. Use the generated "
                 "models/<variant>/deploy.prototxt, or pass --allow-python-layers if you trust it.")
 
     def check_graph(self):

@@ -46,7 +46,10 @@ def round_up(n, m):
 
 
 def pad_to_stride(img, stride):
-    """Reflect-pad H x W x C at the bottom/right to multiples of `stride`; return (padded, (h, w))."""
+    """Reflect-pad H x W x C at the bottom/right to multiples of `stride`.
+
+    Returns (padded, (h, w)) with the original size for cropping back.
+    """
     h, w = img.shape[:2]
     ph, pw = round_up(h, stride) - h, round_up(w, stride) - w
     if ph or pw:

@@ -32,8 +32,9 @@ def read_shapes(path):
     try:
         msg.ParseFromString(path.read_bytes())
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise InferenceError(f"{path}: not a Caffe weights file (the caffemodel protobuf could not "
-                             f"be parsed: {exc}); pass the .caffemodel written by training") from exc
+        raise InferenceError(f"{path}: not a Caffe weights file (the caffemodel protobuf could "
+                             f"not be parsed: {exc}); pass the .caffemodel written by training"
+                             ) from exc
     out = {l.name: [_stored_shape(b) for b in l.blobs]
            for l in list(msg.layer) + list(msg.layers) if len(l.blobs)}
     if not out:

@@ -40,7 +40,8 @@ def test_pycaffe_and_opencv_agree(models, variant):
 
 
 CHANNEL_PROBE = """name: "channel_probe"
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }
+layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }
 layer { name: "mix" type: "Convolution" bottom: "data" top: "predict_deblur"
   convolution_param { num_output: 3 kernel_size: 1 } }
 """
