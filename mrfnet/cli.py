@@ -23,34 +23,32 @@ COMMANDS = {
 }
 
 
-def build_parser():
+def build_parser(selected=None):
+    """The parser; only the `selected` subcommand's module is imported (so that, for example,
+    `mrfnet deblur --backend opencv` runs where Caffe is not built)."""
     parser = argparse.ArgumentParser(prog="mrfnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            p.set_defaults(_missing=True)
-            continue
-        mod.add_arguments(p)
+        if name == selected:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
+def _selected(argv):
+    """The subcommand named on the command line, if any (the first word that is one)."""
+    return next((a for a in argv if a in COMMANDS), None)
+
+
 def main(argv=None):
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_selected(argv))
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
-    if getattr(args, "_missing", False):
-        print(f"mrfnet {args.command}: not yet implemented", file=sys.stderr)
-        return 3
-    mod = importlib.import_module(args._module)
-    return mod.run(args) or 0
+    return importlib.import_module(args._module).run(args) or 0
 
 
 if __name__ == "__main__":
