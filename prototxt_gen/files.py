@@ -58,13 +58,14 @@ _LOSS_TEXT = {"stock": "one EuclideanLoss per path (stock layers only)",
               "python": "the Python layer layers.caffe_layers.ScaleRefinementLoss"}
 
 
-def write(out, variants, paths):
-    """Write every file; returns the list of paths written."""
+def write(out, variants, paths, label=None):
+    """Write every file; returns the list of paths written. `label` is how solver files name
+    the out dir (default: `out` as given, e.g. "models" when run from the repository root)."""
     written = []
     for variant in variants:
         d = Path(out) / model_dir_name(variant, paths)
         d.mkdir(parents=True, exist_ok=True)
-        for fname, text in generate(variant, paths, out=_rel(out)).items():
+        for fname, text in generate(variant, paths, out=label or _rel(out)).items():
             target = d / fname
             tmp = target.with_suffix(target.suffix + ".tmp")
             tmp.write_text(text)
@@ -73,12 +74,12 @@ def write(out, variants, paths):
     return written
 
 
-def check(out, variants, paths):
-    """Files under `out` that are missing or differ from fresh output."""
+def check(out, variants, paths, label=None):
+    """Files under `out` that are missing or differ from fresh output (`label`: as in write)."""
     bad = []
     for variant in variants:
         d = Path(out) / model_dir_name(variant, paths)
-        for fname, text in generate(variant, paths, out=_rel(out)).items():
+        for fname, text in generate(variant, paths, out=label or _rel(out)).items():
             target = d / fname
             if not target.is_file():
                 bad.append(f"{target} (missing)")

@@ -117,8 +117,8 @@ DEVIATIONS = (
     (("conv_r4_m2", "conv_r4_m3", "conv_r4_m4"), "kernel",
      "printed 3x3/1x1/3x3, the reverse of rows r2 and r3 (1x1/3x3/1x1); one pattern for all "
      "paths, as in r2 and r3"),
-    (("conv_r4_m2", "conv_r4_m3", "conv_r4_m4"), "pad",
-     "follows the kernel: 1 for 3x3, 0 for 1x1"),
+    (("conv_r4_m2", "conv_r4_m4"), "pad",
+     "now 1x1 convolutions: padding 0 (conv_r4_m3, now 3x3, keeps its printed padding 1)"),
     (("conv_r1_1", "conv_r2_1", "conv_r3_1", "conv_r4_1"), "kernel",
      "the text (III.B) says the lightweight process replaces the 3x3 fusion convolution with 1x1, "
      "and the >50% parameter / >75% operation claim is about that replacement; Table I prints 3x3. "
@@ -155,7 +155,7 @@ def check_size(height, width, paths, what="input size"):
         if isinstance(value, bool) or not isinstance(value, int) or value < stride \
                 or value % stride:
             raise TopologyError(
-                f"{what} {height}x{width} does not fit a {paths}-path net: height and width must "
+                f"{what} (height {height}, width {width}) does not fit a {paths}-path net: they must "
                 f"be positive multiples of its total stride {stride} (2^(paths-1)); pad the image "
                 f"to the next multiple of {stride} and crop the result back")
     return height, width
