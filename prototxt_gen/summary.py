@@ -16,20 +16,26 @@ DEFAULT_SIZES = ((256, 256), (1280, 720))  # width x height as users say it
 BYTES = 4
 
 
-def net_stats(net):
-    """{'params', 'macs', 'blob_bytes'} of a live caffe.Net."""
-    params = sum(b.count for blobs in net.params.values() for b in blobs)
-    macs, shared = 0, set()
+def layer_costs(net):
+    """{layer: (multiply-adds, parameters)} for every convolution/deconvolution of a caffe.Net."""
+    out = {}
     for name, layer in zip(net._layer_names, net.layers):
-        if layer.type == "Split":
-            shared.update(net.top_names[name])
         if layer.type not in ("Convolution", "Deconvolution"):
             continue
         weight = net.params[name][0]
         blob = net.blobs[net.top_names[name][0] if layer.type == "Convolution"
                          else net.bottom_names[name][0]]
         n, _, h, w = blob.shape
-        macs += weight.count * n * h * w
+        out[name] = (weight.count * n * h * w, sum(b.count for b in net.params[name]))
+    return out
+
+
+def net_stats(net):
+    """{'params', 'macs', 'blob_bytes'} of a live caffe.Net."""
+    params = sum(b.count for blobs in net.params.values() for b in blobs)
+    macs = sum(m for m, _ in layer_costs(net).values())
+    shared = {top for name, layer in zip(net._layer_names, net.layers) if layer.type == "Split"
+              for top in net.top_names[name]}
     blob_bytes = sum(b.count * BYTES for name, b in net.blobs.items() if name not in shared)
     return {"params": params, "macs": macs, "blob_bytes": blob_bytes}
 

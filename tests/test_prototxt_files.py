@@ -90,3 +90,16 @@ def test_solver_text_rejects_unknown_fields_and_bad_values():
         solver_text(base_learning_rate=0.1)
     with pytest.raises(SolverSpecError, match="does not parse"):
         solver_text(solver_mode="TPU")
+
+
+def test_architecture_doc_tables_are_current():
+    """docs/architecture.md holds exactly the tables the code computes (no drift)."""
+    from prototxt_gen import report
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    for name, table in (("Table I", report.table_i_markdown()),
+                        ("deviations", report.deviations_markdown()),
+                        ("summary", report.summary_markdown()),
+                        ("breakdown", report.breakdown_markdown())):
+        assert table in doc, f"docs/architecture.md: the {name} table is stale; " \
+                             f"rerun `python -m prototxt_gen.report` and paste"
+    assert (REPO / "docs" / "img" / "mrfnet_p2_deploy.png").stat().st_size > 10_000
