@@ -15,7 +15,7 @@ COLORS = {"encoder": "#cfe2f3", "fusion": "#d9ead3", "crp": "#fce5cd", "mrf": "#
           "up": "#eeeeee", "pred": "#f4cccc", "io": "#ffffff"}
 
 
-def _role(name, ltype):
+def _role(name):
     if re.fullmatch(r"Conv\d+", name):
         return "encoder"
     if name.startswith("crp_"):
@@ -68,9 +68,9 @@ def to_dot(net, shapes=None, title=None):
         if shapes and layer.top and layer.top[0] in shapes:
             _, c, h, w = shapes[layer.top[0]]
             label += f"\\n{c}x{h}x{w}"
-        node = f'  "{layer.name}" [label="{label}", fillcolor="{COLORS[_role(layer.name, layer.type)]}"];'
+        node = f'  "{layer.name}" [label="{label}", fillcolor="{COLORS[_role(layer.name)]}"];'
         k = _path(layer.name)
-        clusters.setdefault("encoder" if _role(layer.name, layer.type) == "encoder" else k, []).append(node)
+        clusters.setdefault("encoder" if _role(layer.name) == "encoder" else k, []).append(node)
         for b in layer.bottom:
             if b in producer:
                 edges.append(f'  "{producer[b]}" -> "{layer.name}";')
