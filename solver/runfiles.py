@@ -80,6 +80,11 @@ def write_test_net(path, variant, paths, db, run_dir, crop, batch, header=()):
     kind, source = data_source(db, run_dir, "val")
     net = nets.train_net(variant, paths, data=kind, loss="stock", crop=crop, batch_size=batch,
                          source=source, phase="test")
+    # This Caffe's Data layers share one reader per (layer name, source): the same name and DB in
+    # the train and test nets would make them share (and starve) one reader, so rename ours.
+    for layer in net.layer:
+        if layer.type == "Data":
+            layer.name = f"val_{layer.name}"
     return write_text(path, nets.to_text(add_metrics(net, paths), header=header))
 
 

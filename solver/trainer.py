@@ -454,10 +454,22 @@ class Run:
             return self._loop(stop)
         finally:
             stop.restore()
+            self.release()
+
+    def release(self):
+        """Drop every reference to the Caffe objects, so they are freed even while an exception
+        (and its traceback, which holds this Run) lives on. This Caffe's Data layers share one
+        reader thread per (layer name, source) in a process; a stale train net would otherwise
+        starve the next net reading the same database (a hang, not an error)."""
+        self.solver = self.net = self.validator = None
+        if self.stream is not sys.stderr:
+            self.stream.close()
+        import gc
+        gc.collect()
 
     def _loop(self, stop):
-        cfg, solver = self.cfg, self.solver
-        it = int(solver.iter)
+        cfg = self.cfg
+        it = int(self.solver.iter)
         log_path = self.dir / LOG_NAME
         if self.state:
             truncate_after(str(log_path), it)
@@ -499,14 +511,14 @@ class Run:
                 lr = self.lr(it)
                 t = time.perf_counter()
                 try:
-                    solver.step(1)
+                    self.solver.step(1)
                 except NonFiniteLoss as exc:
                     self.log.write("train", iteration=it + 1, lr=lr, loss=exc.value,
                                    weights=weights, group=group + 1)
                     self._diverged(it, exc.value, lr, weights)
                 dt = time.perf_counter() - t
                 step_times.append(dt)
-                it = int(solver.iter)
+                it = int(self.solver.iter)
                 loss = float(self.net.blobs[self.loss_top].data.flat[0])
                 terms = self.scale_terms()
                 self.log.write("train", iteration=it, lr=lr, loss=loss, **terms, weights=weights,
@@ -517,7 +529,7 @@ class Run:
                                 psnr=self.best["psnr"] if self.best else None)
                 if self.callback:
                     self.callback({"iteration": it, "loss": loss, "lr": lr, **terms,
-                                   "solver": solver, "net": self.net, "run_dir": str(self.dir)})
+                                   "solver": self.solver, "net": self.net, "run_dir": str(self.dir)})
                 if self.snapshot_every and it % self.snapshot_every == 0 and it < self.max_iter:
                     self.snapshot(it)
                 if self.validator and self.val_every and it % self.val_every == 0:
