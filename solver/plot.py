@@ -73,6 +73,10 @@ def plot_log(log_path, png_path, iterations_per_epoch=None, group_starts=(), tit
         ax2.plot(vx, [_num(r.get("ssim")) for r in val], "s--", color="tab:orange", ms=3,
                  label="val SSIM")
         ax2.set_ylabel("SSIM", color="tab:orange")
+        base = [r for r in val if "input_psnr" in r]
+        if base:
+            axv.axhline(_num(base[0]["input_psnr"]), color="0.5", ls="--", lw=0.8,
+                        label="blurred input PSNR")
         best = [r for r in val if r.get("best")]
         if best:
             b = best[-1]

@@ -180,7 +180,7 @@ class Validator:
     """PSNR/SSIM of the current weights on held-out pairs, through a deploy net that shares the
     train net's parameter blobs (no copy: it always sees the latest weights)."""
 
-    def __init__(self, samples, deploy_path, train_net, batch):
+    def __init__(self, samples, deploy_path, train_net, batch, max_pixels):
         self.samples = samples
         self.batch = max(1, batch)
         self.net = caffe.Net(str(deploy_path), caffe.TEST)
@@ -191,8 +191,12 @@ class Validator:
         groups = {}
         for blur, sharp in samples:
             groups.setdefault(blur.shape, []).append((blur, sharp))
-        self.chunks = [g[i:i + self.batch] for g in groups.values()
-                       for i in range(0, len(g), self.batch)]
+        # at most `batch` images and about the train batch's pixels per forward pass, so
+        # full-size validation images do not need more memory than training
+        self.chunks = []
+        for shape, g in groups.items():
+            n = max(1, min(self.batch, max_pixels // (shape[0] * shape[1])))
+            self.chunks += [g[i:i + n] for i in range(0, len(g), n)]
         self.input_metrics = self._score(lambda x: x)
 
     def _score(self, predict):
@@ -346,7 +350,8 @@ class Run:
         self.validator = None
         if self.val_samples:
             self.validator = Validator(self.val_samples, self.deploy_path, self.net,
-                                       self.cfg["batch"])
+                                       self.cfg["batch"],
+                                       self.cfg["batch"] * self.cfg["crop"] ** 2)
 
     def _relocated_state(self, state):
         """A .solverstate whose learned_net points at the .caffemodel beside it, so a moved or
