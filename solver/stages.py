@@ -263,7 +263,10 @@ def run_stages(plan, caffe=None, from_stage=1, stream=None):
         if tests:
             res["last_test"] = tests[max(tests)]
         results.append(res)
-        msg = f"[stage {st['stage']}/{n}] done: loss {res['first_loss']} -> {res['last_loss']}"
+        msg = f"[stage {st['stage']}/{n}] done"
+        if losses:
+            msg += f": loss {res['first_loss']:.4g} (iteration {min(losses)}) -> " \
+                   f"{res['last_loss']:.4g} (iteration {max(losses)})"
         if "last_test" in res:
             msg += "; validation " + ", ".join(f"{k} {v:.4g}" for k, v in res["last_test"].items())
         print(msg + f"; weights {final}", file=stream, flush=True)

@@ -30,7 +30,6 @@ from caffe.proto import caffe_pb2  # noqa: E402
 
 from layers import metrics  # noqa: E402
 from layers.caffe_layers import loss_layers, set_loss_weights  # noqa: E402
-from layers.errors import MetricInputError  # noqa: E402
 from layers.loss_groups import weights_at  # noqa: E402
 from prototxt_gen.topology import (DEFAULT_PATHS, DEFAULT_VARIANT, TopologyError,  # noqa: E402
                                    check_paths, check_variant, total_stride)
