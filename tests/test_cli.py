@@ -25,6 +25,6 @@ def test_every_subcommand_has_its_own_help(venv_bin):
 def test_unknown_subcommand_and_option_are_clear_errors(venv_bin):
     proc = _run(venv_bin, "deblurr")
     assert proc.returncode == 2 and "invalid choice: 'deblurr'" in proc.stderr
-    proc = _run(venv_bin, "convert", "--no-such-option")
+    proc = _run(venv_bin, "convert", "--out", "x", "--no-such-option")
     assert proc.returncode == 2 and "unrecognized arguments: --no-such-option" in proc.stderr
     assert "Traceback" not in proc.stderr
