@@ -27,7 +27,7 @@ from . import outdir
 from .errors import DataPrepError
 from .hdf5_writer import Hdf5Writer
 from .lmdb_writer import LmdbWriter
-from .progress import Progress
+from mrfnet.progress import ProgressBar
 from .render import RenderJob, render_item
 
 FORMATS = ("lmdb", "hdf5")
@@ -97,7 +97,8 @@ def convert(splits, out, fmt="lmdb", job=RenderJob(), workers=2, force=False, st
             split_job = replace(job, split_id=SPLIT_IDS.get(split, 2))
             perm = np.random.default_rng([int(job.seed), 11, split_job.split_id]).permutation(slots)
             writer = _make_writer(fmt, tmp, out, split, slots, job, opts)
-            progress = Progress(slots, label=f"convert {split}", stream=stream)
+            progress = ProgressBar(slots, label=f"convert {split}", unit="patches", stream=stream,
+                                   min_interval_pipe=1.0)
             split_rows, first_notes = [], []
             for res in imap(functools.partial(_work, split_job), enumerate(items)):
                 for note in res.notes:
@@ -114,7 +115,7 @@ def convert(splits, out, fmt="lmdb", job=RenderJob(), workers=2, force=False, st
                     loc = writer.put(slot, blurred, sharp)
                     split_rows.append({"split": split, "slot": slot, "location": loc, "source": res.name,
                                        "item": res.index, "sample": s, "crop_size": job.crop_size, **params})
-                    progress.update()
+                    progress.update(progress.count + 1)
             info = writer.close()
             if fmt == "hdf5":
                 info, where = info
@@ -125,7 +126,7 @@ def convert(splits, out, fmt="lmdb", job=RenderJob(), workers=2, force=False, st
                 for r in split_rows:
                     r["location"] = f"{split}_lmdb:{r['location']}"
                 info["lmdb"] = f"{split}_lmdb"
-            progress.close()
+            progress.close(summary=True)
             if info["patches"] == 0:
                 raise DataPrepError(f"split '{split}': every input was skipped (see the messages "
                                     "above); nothing to write")

@@ -50,7 +50,7 @@ def _fail(msg):
 def run(args):
     from data_prep.imageio import read_image_with_notes, write_image
     from layers.metrics import psnr
-    from solver.progress import ProgressBar, format_seconds
+    from mrfnet.progress import ProgressBar, format_seconds
 
     from .backends import load
     from .compose import side_by_side
@@ -83,7 +83,7 @@ def run(args):
           "net input BGR in [0,1]", file=sys.stderr)
     out_dir = Path(args.out)
     sbs_dir = out_dir / "side_by_side"
-    bar = ProgressBar(len(mapping))
+    bar = ProgressBar(len(mapping), label="deblur", unit="images")
     t_start = time.monotonic()
     for i, (src, dst) in enumerate(mapping.items()):
         t0 = time.monotonic()

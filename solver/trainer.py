@@ -40,7 +40,7 @@ from solver import solver_file as SF  # noqa: E402
 from solver.data import count_entries, load_pairs  # noqa: E402
 from solver.errors import MissingInputError, RunConfigError, TrainingDiverged  # noqa: E402
 from solver.plot import group_starts_from, plot_log  # noqa: E402
-from solver.progress import ProgressBar  # noqa: E402
+from mrfnet.progress import ProgressBar  # noqa: E402
 from solver.runlog import RunLog, read_log, truncate_after  # noqa: E402
 
 # Defaults of every option (None = derived from the schedule / the paper).
