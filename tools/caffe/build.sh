@@ -69,7 +69,10 @@ CONFIG=$(sed -e "s|@PYTHON_INCLUDE@|$PY_INCLUDE|" -e "s|@NUMPY_INCLUDE@|$NP_INCL
 # The key covers what shapes the compiled result: sources, fixes, config, flags, numpy/Python.
 # Bump RECIPE when the compile steps below change in a way that changes the result.
 RECIPE=1
-KEY=$( { echo "$SDIST_SHA256 recipe=$RECIPE"; cat "$HERE/fix_sources.sh"; echo "$CONFIG";
+# Paths that differ between checkouts (the venv's numpy headers) are not part of the key:
+# numpy's version is, and the headers of one version are the same wherever they are installed.
+KEY_CONFIG=${CONFIG//$NP_INCLUDE/NUMPY_INCLUDE}
+KEY=$( { echo "$SDIST_SHA256 recipe=$RECIPE"; cat "$HERE/fix_sources.sh"; echo "$KEY_CONFIG";
          echo "$OPENCV4_COMPAT"; echo "numpy=$NP_VERSION py=$PY_VERSION gpu=$GPU"; } | sha256sum | cut -c1-16)
 DEST="$CACHE/caffe-$KEY"
 
