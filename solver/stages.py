@@ -10,9 +10,9 @@ the first starts from the previous stage's final snapshot, in one of two ways (-
   --restart-lr, every stage starts again at base_lr).
 - "snapshot" (`caffe train -snapshot prev.solverstate`): the stage solvers count global
   iterations (max_iter = the stage's end), so iteration, lr ("step" policy) and Adam's moments
-  continue exactly; only the loss weights change. Needed with Caffe builds whose `caffe train`
-  ignores -weights (the brocolli-caffe tree this project builds: its tools/caffe.cpp never
-  loads FLAGS_weights), and the default.
+  continue exactly; only the loss weights change. The default: it also works with Caffe builds
+  whose `caffe train` ignores -weights (the unpatched brocolli-caffe tree; this project's build
+  restores the loading, tools/caffe/fix_sources.sh).
 
 Files go into the run dir with paths relative to it; the commands run from inside it.
 """

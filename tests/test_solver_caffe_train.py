@@ -75,19 +75,15 @@ def test_loss_goes_down_and_validation_reports_psnr(staged_run):
     assert tests and all({"psnr", "ssim"} <= set(v) for v in tests.values())
 
 
-def test_weights_chaining_loads_or_says_it_was_ignored(tmp_path):
-    """--chain weights: either this caffe loads -weights ("Finetuning from" in its log) or the
-    stage fails with a message saying -weights was ignored (never a silent fresh start)."""
+def test_weights_chaining_finetunes_from_the_previous_stage(tmp_path):
+    """--chain weights: our Caffe build loads -weights (tools/caffe/fix_sources.sh fix 3), so
+    stage 2 starts from stage 1's weights ("Finetuning from" in its log), not from scratch."""
     train = write_lmdb(str(tmp_path / "train"), 4, 32, seed=5)
     out = tmp_path / "run"
     r = subprocess.run(
         [sys.executable, "-m", "mrfnet.cli", "caffe-stages", "--paths", "2", "--train-db", train,
          "--out", str(out), "--crop", "32", "--batch", "2", "--iters", "8", "--chain", "weights",
          "--display", "1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
     log2 = (out / "stage2.log").read_text()
-    if r.returncode == 0:
-        assert "Finetuning from snapshots/stage1_iter_2.caffemodel" in log2
-    else:
-        assert r.returncode == 1, r.stderr
-        assert "ignored `-weights snapshots/stage1_iter_2.caffemodel`" in r.stderr
-        assert "--chain snapshot" in r.stderr
+    assert "Finetuning from snapshots/stage1_iter_2.caffemodel" in log2
