@@ -101,7 +101,7 @@ def write_summary(out, rows, summary, train_summary, args, iters, per_iter):
 def run(args):
     from data_prep import bundled
     from data_prep.convert import convert
-    from data_prep.imageio import write_image
+    from data_prep.imageio import read_image, write_image
     from data_prep.render import RenderJob
     from data_prep.sources import bundled_items
     from inference.backends import load
@@ -150,13 +150,11 @@ def run(args):
          f"model {weights}")
 
     _say("3/4 deblurring the held-out photos (pycaffe)")
-    deploy = Path(out / "train" / "deploy.prototxt")
-    backend = load(str(deploy), str(weights), "caffe")
+    backend = load(summary_train["deploy"], str(weights), "caffe")
     rows = evaluate(heldout, backend, save_dir=out / "eval")
     for item in heldout:
         blur, sharp = read_pair(item)
         stem = item.name.rsplit(".", 1)[0]
-        from data_prep.imageio import read_image
         deblurred = read_image(out / "eval" / backend.name / f"{stem}.png")
         write_image(out / "deblurred" / f"{stem}.png", deblurred)
         write_image(out / "side_by_side" / f"{stem}.png", side_by_side([blur, deblurred, sharp]))
