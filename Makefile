@@ -14,7 +14,7 @@ help:
 	@echo "make test      set up (cached), then run the test suite against real Caffe"
 	@echo "make caffe     build BVLC Caffe from source into the cache and link it into $(VENV)"
 	@echo "make prototxt  regenerate models/<variant>/*.prototxt"
-	@echo "make bench     write docs/benchmarks.md and docs/benchmarks.json"
+	@echo "make bench     write docs/benchmarks.md and docs/benchmarks.json (builds a stock Caffe to compare)"
 
 $(DEPS_OK): requirements.txt setup.py
 	@test -x $(PY) || $(SYSPY) -m venv $(VENV)
@@ -37,8 +37,10 @@ test: caffe
 demo: caffe
 	$(BIN)/mrfnet demo
 
+# The stock build (no project patches) is a second cache entry, built once, for before/after rows.
 bench: caffe
-	$(BIN)/mrfnet bench --out docs
+	@base=$$(MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh $(PY)) \
+	  && $(BIN)/mrfnet bench --out docs --baseline-caffe "$$base"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

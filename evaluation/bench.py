@@ -4,7 +4,12 @@ Benchmarks, not tests: the machine is shared and noisy, so every figure is measu
 run as its reference (the best single-layer GFLOP/s of each backend is the practical limit the
 whole net is compared with), and levers are compared as ratios within the run. Each measurement
 is a fresh subprocess (evaluation.bench_worker / solver.measure), so memory peaks belong to it and
-process-wide levers (BLAS threads, OpenCV threads) can differ between measurements.
+process-wide levers (BLAS threads and kernels, OpenCV options, which Caffe build) can differ
+between measurements.
+
+Levers (LEVERS): BLAS threads; OpenBLAS's own CPU detection where OPENBLAS_CORETYPE pins it;
+OpenCV's Winograd convolutions; and, with --baseline-caffe DIR (`make bench` builds one with
+MRFNET_CAFFE_PATCHES=0), the stock Caffe build without this project's patches, for before/after.
 
 Writes OUT/benchmarks.md and OUT/benchmarks.json.
 """
@@ -18,27 +23,54 @@ import time
 from pathlib import Path
 
 LAYERS = ["256,256,3,64,64", "64,64,3,128,128", "32,32,3,256,256", "96,32,3,256,256"]
-# (variant, WIDTHxHEIGHT, repeats)
-FORWARDS = [("mrfnet", "256x256", 5), ("lwrefinenet", "256x256", 5), ("refinenet", "256x256", 5),
-            ("rcrefinenet", "256x256", 5), ("mrfnet", "1280x720", 3)]
-# lever name -> (environment additions, OpenCV threads)
-LEVERS = {"default": ({}, None), "1 thread": ({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, 1)}
+# (variant, WIDTHxHEIGHT, repeats, levers beyond "default")
+FORWARDS = [("mrfnet", "256x256", 5, "all"), ("lwrefinenet", "256x256", 5, ()),
+            ("refinenet", "256x256", 5, ()), ("rcrefinenet", "256x256", 5, ()),
+            ("mrfnet", "1280x720", 3, ("stock Caffe",))]
+PINNED_BLAS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def levers(baseline_caffe=None, environ=os.environ):
+    """name -> {"backends", "env" (additions), "unset", "pythonpath", "args" (worker options)}."""
+    out = {"default": {"backends": ("caffe", "opencv")},
+           "1 thread": {"backends": ("caffe", "opencv"),
+                        "env": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+                        "args": {"opencv": ["--cv-threads", "1"]}}}
+    if environ.get("OPENBLAS_CORETYPE"):
+        out["OpenBLAS detects CPU"] = {"backends": ("caffe",), "unset": PINNED_BLAS}
+    out["Winograd off"] = {"backends": ("opencv",), "args": {"opencv": ["--cv-winograd", "0"]}}
+    if baseline_caffe:
+        out["stock Caffe"] = {"backends": ("caffe",), "pythonpath": str(Path(baseline_caffe) / "python")}
+    return out
+
+
+def lever_env(lever, environ=os.environ):
+    """The environment of a measurement under `lever`."""
+    env = {k: v for k, v in environ.items() if k not in lever.get("unset", ())}
+    env.update(lever.get("env", {}))
+    if lever.get("pythonpath"):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [lever["pythonpath"], env.get("PYTHONPATH")]))
+    env["GLOG_minloglevel"] = "2"
+    return env
 
 
 def add_arguments(p):
     p.add_argument("--out", default="docs", help="folder for benchmarks.md/.json (default docs)")
     p.add_argument("--quick", action="store_true",
                    help="skip the batch-16 x 256x256 training measurement and the 1280x720 forwards")
+    p.add_argument("--baseline-caffe", metavar="DIR",
+                   help="a Caffe build without this project's patches (make bench builds one with "
+                        "MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh): adds 'stock Caffe' rows")
 
 
 def _say(msg):
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def _worker(args, env_extra=None, timeout=3600):
-    env = dict(os.environ, GLOG_minloglevel="2", **(env_extra or {}))
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def _worker(args, lever, backend="caffe", timeout=3600):
+    args = [*args, *lever.get("args", {}).get(backend, [])]
+    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", *args],
+                          env=lever_env(lever), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
         raise RuntimeError(f"bench_worker {' '.join(args)} failed:\n{tail}")
@@ -66,52 +98,85 @@ def _macs(variant, size):
     return stats["macs"][(w, h)], stats["params"]
 
 
-def measure(quick=False):
-    from data_prep.bench import measure_convert, measure_writers
-    from solver.measure import time_training
-
-    res = {"machine": _machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": quick}
-    res["layers"] = []
+def _layers(all_levers):
+    rows = []
     for backend in ("caffe", "opencv"):
-        for lever, (env, cv_threads) in LEVERS.items():
+        for name, lever in all_levers.items():
+            if backend not in lever["backends"] or name in ("stock Caffe", "Winograd off"):
+                continue  # a patched build and Winograd change whole nets, not one GEMM
             for layer in LAYERS:
-                extra = ["--cv-threads", str(cv_threads)] if cv_threads and backend == "opencv" else []
-                r = _worker(["layer", "--backend", backend, "--layer", layer, "--repeat", "5", *extra], env)
-                r.update(backend=backend, lever=lever)
-                res["layers"].append(r)
-                _say(f"layer {r['layer']} {backend} [{lever}]: {r['gflops']:.1f} GFLOP/s")
-    res["forward"] = []
+                r = _worker(["layer", "--backend", backend, "--layer", layer, "--repeat", "5"],
+                            lever, backend)
+                r.update(backend=backend, lever=name)
+                rows.append(r)
+                _say(f"layer {r['layer']} {backend} [{name}]: {r['gflops']:.1f} GFLOP/s")
+    return rows
+
+
+def _forwards(all_levers, quick):
+    rows, profiles = [], []
     with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as tmp:
-        for variant, size, repeat in FORWARDS:
+        for variant, size, repeat, extra in FORWARDS:
             if quick and size != "256x256":
                 continue
             deploy, weights, origin = _model(variant, tmp)
             macs, params = _macs(variant, size)
             for backend in ("caffe", "opencv"):
-                for lever, (env, cv_threads) in LEVERS.items():
-                    if lever != "default" and (variant, size) != ("mrfnet", "256x256"):
+                for name, lever in all_levers.items():
+                    if backend not in lever["backends"] or (
+                            name != "default" and extra != "all" and name not in extra):
                         continue
-                    extra = ["--cv-threads", str(cv_threads)] if cv_threads and backend == "opencv" else []
                     r = _worker(["forward", "--backend", backend, "--deploy", deploy, "--weights",
-                                 weights, "--size", size, "--repeat", str(repeat), *extra], env)
-                    r.update(variant=variant, size=size, backend=backend, lever=lever, macs=macs,
+                                 weights, "--size", size, "--repeat", str(repeat)], lever, backend)
+                    r.update(variant=variant, size=size, backend=backend, lever=name, macs=macs,
                              params=params, weights=origin,
                              gflops=2 * macs / r["forward_median_s"] / 1e9)
-                    res["forward"].append(r)
-                    _say(f"forward {variant} {size} {backend} [{lever}]: load {r['load_s']:.2f} s, "
+                    rows.append(r)
+                    _say(f"forward {variant} {size} {backend} [{name}]: load {r['load_s']:.2f} s, "
                          f"median {r['forward_median_s']:.3f} s, {r['gflops']:.1f} GFLOP/s, "
                          f"peak RSS {r['peak_rss_mb']:.0f} MB")
-    res["training"] = []
+            if (variant, size) == ("mrfnet", "256x256"):
+                for name in ("default", "stock Caffe"):
+                    if name in all_levers:
+                        p = _worker(["profile", "--deploy", deploy, "--weights", weights,
+                                     "--size", size, "--repeat", "3"], all_levers[name])
+                        p.update(variant=variant, size=size, lever=name)
+                        profiles.append(p)
+                        _say(f"profile {variant} {size} caffe [{name}]: {p['total_ms']:.0f} ms")
+    return rows, profiles
+
+
+def _training(all_levers, quick):
+    from solver.measure import time_training
+    rows = []
     configs = [("demo setting", 8, 64, 10)] + ([] if quick else [("paper setting", 16, 256, 2)])
-    for label, batch, crop, iters in configs:
-        r = time_training("mrfnet", batch, crop, iters=iters)
-        r.update(label=label, batch=batch, crop=crop)
-        res["training"].append(r)
-        _say(f"training mrfnet batch {batch} x {crop}x{crop}: {r['seconds_per_iter']:.2f} s/iter, "
-             f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    for name in ("default", "stock Caffe"):
+        if name not in all_levers:
+            continue
+        for label, batch, crop, iters in configs:
+            r = time_training("mrfnet", batch, crop, iters=iters, env=lever_env(all_levers[name]))
+            r.update(label=label, batch=batch, crop=crop, lever=name)
+            rows.append(r)
+            _say(f"training mrfnet batch {batch} x {crop}x{crop} [{name}]: "
+                 f"{r['seconds_per_iter']:.2f} s/iter, peak RSS {r['peak_rss_mb']:.0f} MB")
+    return rows
+
+
+def measure(quick=False, baseline_caffe=None):
+    from data_prep.bench import measure_convert, measure_writers
+
+    all_levers = levers(baseline_caffe)
+    res = {"machine": _machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": quick,
+           "levers": {k: {f: v for f, v in lv.items() if f != "backends"} for k, lv in all_levers.items()},
+           "baseline_caffe": str(baseline_caffe) if baseline_caffe else None,
+           "load_before": os.getloadavg()}
+    res["layers"] = _layers(all_levers)
+    res["forward"], res["profile"] = _forwards(all_levers, quick)
+    res["training"] = _training(all_levers, quick)
     _say("data conversion")
     res["data"] = {"writers": measure_writers(patches=96, crop=256),
                    "convert": measure_convert(crops=8, crop=256)}
+    res["load_after"] = os.getloadavg()
     res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     return res
 
@@ -127,8 +192,23 @@ def _machine():
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": numpy.__version__, "opencv": cv2.__version__,
             "blas": "OpenBLAS (Debian libopenblas0-pthread)",
-            "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
-                                                "OMP_NUM_THREADS") if k in os.environ}}
+            "env": {k: os.environ[k] for k in (*PINNED_BLAS, "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+                    if k in os.environ}}
+
+
+def _lever_note(res):
+    env = res["machine"]["env"]
+    notes = ["Levers: **1 thread** = OpenBLAS and OpenCV limited to one thread"]
+    if "OpenBLAS detects CPU" in res["levers"]:
+        pinned = ", ".join(f"{k}={env[k]}" for k in PINNED_BLAS if k in env)
+        notes.append(f"**OpenBLAS detects CPU** = without this machine's {pinned} (OpenBLAS picks "
+                     "its kernels itself, as on a machine without that setting)")
+    notes.append("**Winograd off** = `cv2.dnn.Net.enableWinograd(False)`")
+    if res.get("baseline_caffe"):
+        notes.append("**stock Caffe** = the same Caffe built without this project's patches "
+                     "(`MRFNET_CAFFE_PATCHES=0`: no shared im2col buffer, the direct max-pooling "
+                     "loop, -O2), for before/after")
+    return "; ".join(notes) + ". The `core` column is the OpenBLAS kernel set the process ran."
 
 
 def markdown(res):
@@ -136,33 +216,41 @@ def markdown(res):
     best = {}
     for r in res["layers"]:
         best[(r["backend"], r["lever"])] = max(best.get((r["backend"], r["lever"]), 0), r["gflops"])
+    best_default = {b: v for (b, lv), v in best.items() if lv == "default"}
+    load = res.get("load_before"), res.get("load_after")
+    load_txt = (f" Load average (1/5/15 min) {load[0][0]:.2f}/{load[0][1]:.2f}/{load[0][2]:.2f} "
+                f"before, {load[1][0]:.2f}/{load[1][1]:.2f}/{load[1][2]:.2f} after."
+                if all(load) else "")
     lines = ["# Benchmarks", "",
              f"One run of `make bench` ({res['started']} to {res['finished']}) on {m['cpu']}, "
              f"{m['cores']} cores, CPU only; Python {m['python']}, numpy {m['numpy']}, OpenCV {m['opencv']}, "
              f"Caffe with {m['blas']}. The machine is shared: compare ratios within this run, "
-             "not absolute times across runs. Raw numbers: `benchmarks.json`.", "",
+             f"not absolute times across runs.{load_txt} Raw numbers: `benchmarks.json`.", "",
+             _lever_note(res), "", *_ratio_lines(res),
              "## Practical limit: one convolution layer alone (batch 1, fp32, median of 5)", "",
-             "| layer | backend | lever | ms | GFLOP/s |", "|---|---|---|---|---|"]
+             "| layer | backend | lever | core | ms | GFLOP/s |", "|---|---|---|---|---|---|"]
     for r in res["layers"]:
-        lines.append(f"| {r['layer']} | {r['backend']} | {r['lever']} | {1000 * r['median_s']:.1f} | "
-                     f"{r['gflops']:.1f} |")
+        lines.append(f"| {r['layer']} | {r['backend']} | {r['lever']} | {_core(r)} | "
+                     f"{1000 * r['median_s']:.1f} | {r['gflops']:.1f} |")
     lines += ["", "## Deploy forward (batch 1, after one warm-up; median)", "",
               "Model load (prototxt + caffemodel) is timed apart from the forward. GFLOP/s = "
               "multiply-adds x 2 / forward time; 'of limit' compares it with the best single layer "
-              "of the same backend and lever in this run.", "",
-              "| variant | size | backend | lever | load s | forward s | GFLOP/s | of limit | peak RSS MB |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "of the same backend and lever in this run (of the default lever where the lever has "
+              "no single-layer row).", "",
+              "| variant | size | backend | lever | core | load s | forward s | GFLOP/s | of limit | peak RSS MB |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["forward"]:
-        limit = best.get((r["backend"], r["lever"]), float("nan"))
-        lines.append(f"| {r['variant']} | {r['size']} | {r['backend']} | {r['lever']} | {r['load_s']:.2f} | "
-                     f"{r['forward_median_s']:.3f} | {r['gflops']:.1f} | {r['gflops'] / limit:.0%} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+        limit = best.get((r["backend"], r["lever"])) or best_default.get(r["backend"], float("nan"))
+        lines.append(f"| {r['variant']} | {r['size']} | {r['backend']} | {r['lever']} | {_core(r)} | "
+                     f"{r['load_s']:.2f} | {r['forward_median_s']:.3f} | {r['gflops']:.1f} | "
+                     f"{r['gflops'] / limit:.0%} | {r['peak_rss_mb']:.0f} |")
     weights = sorted({r["weights"] for r in res["forward"]})
-    lines += ["", f"Weights timed: {', '.join(weights)}.", "",
-              "## Training (MRFNet, 4 paths, pycaffe Adam step, Python loss; fresh process)", "",
-              "| setting | batch | crop | s/iteration | peak RSS MB |", "|---|---|---|---|---|"]
+    lines += ["", f"Weights timed: {', '.join(weights)}.", ""]
+    lines += _profile_table(res.get("profile", []))
+    lines += ["## Training (MRFNet, 4 paths, pycaffe Adam step, Python loss; fresh process)", "",
+              "| setting | batch | crop | lever | s/iteration | peak RSS MB |", "|---|---|---|---|---|---|"]
     for r in res["training"]:
-        lines.append(f"| {r['label']} | {r['batch']} | {r['crop']}x{r['crop']} | "
+        lines.append(f"| {r['label']} | {r['batch']} | {r['crop']}x{r['crop']} | {r.get('lever', 'default')} | "
                      f"{r['seconds_per_iter']:.2f} | {r['peak_rss_mb']:.0f} |")
     d = res["data"]
     lines += ["", "## Data conversion (256x256 patches)", "",
@@ -175,10 +263,74 @@ def markdown(res):
     return "\n".join(lines)
 
 
+def _ratio_lines(res):
+    """The run's headline comparisons, computed from its own rows (nothing typed in by hand)."""
+    fwd = {(r["variant"], r["size"], r["backend"], r["lever"]): r for r in res["forward"]}
+    train = {(r["label"], r.get("lever", "default")): r for r in res["training"]}
+    lines = []
+
+    def both(a, b, what):
+        if a in fwd and b in fwd:
+            fa, fb = fwd[a], fwd[b]
+            lines.append(f"- {what}: {fb['forward_median_s'] / fa['forward_median_s']:.2f}x the speed, "
+                         f"{fa['peak_rss_mb'] / fb['peak_rss_mb']:.2f}x the peak memory "
+                         f"({fb['forward_median_s']:.3f} -> {fa['forward_median_s']:.3f} s, "
+                         f"{fb['peak_rss_mb']:.0f} -> {fa['peak_rss_mb']:.0f} MB)")
+
+    for size in ("256x256", "1280x720"):
+        both(("mrfnet", size, "caffe", "default"), ("mrfnet", size, "caffe", "stock Caffe"),
+             f"pycaffe MRFNet {size}, this project's build vs stock Caffe")
+    for label in ("demo setting", "paper setting"):
+        a, b = train.get((label, "default")), train.get((label, "stock Caffe"))
+        if a and b:
+            lines.append(f"- training, {label}, this project's build vs stock Caffe: "
+                         f"{b['seconds_per_iter'] / a['seconds_per_iter']:.2f}x the speed, "
+                         f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x the peak memory")
+    for size in ("256x256", "1280x720"):
+        both(("mrfnet", size, "opencv", "default"), ("mrfnet", size, "caffe", "default"),
+             f"MRFNet {size}, OpenCV dnn vs pycaffe (this project's build)")
+    both(("mrfnet", "256x256", "caffe", "OpenBLAS detects CPU"), ("mrfnet", "256x256", "caffe", "default"),
+         "pycaffe MRFNet 256x256, OpenBLAS's own CPU detection vs the pinned kernels")
+    for backend in ("caffe", "opencv"):
+        both(("mrfnet", "256x256", backend, "1 thread"), ("mrfnet", "256x256", backend, "default"),
+             f"{backend} MRFNet 256x256, 1 thread vs 2")
+    both(("mrfnet", "256x256", "opencv", "Winograd off"), ("mrfnet", "256x256", "opencv", "default"),
+         "OpenCV MRFNet 256x256, Winograd off vs on")
+    return ["## This run in ratios", ""] + lines + [""] if lines else []
+
+
+def _core(r):
+    return r.get("blas_core") or "-"
+
+
+def _profile_table(profiles):
+    """Where a pycaffe forward's time goes, per layer type and lever (ms, share)."""
+    if not profiles:
+        return []
+    kinds = sorted({k for p in profiles for k in p["ms_by_type"]},
+                   key=lambda k: -profiles[0]["ms_by_type"].get(k, 0))
+    head = " | ".join(f"{p['lever']} ms | share" for p in profiles)
+    lines = [f"## Where pycaffe's forward time goes ({profiles[0]['variant']} {profiles[0]['size']}, "
+             "each layer timed alone, mean of 3)", "",
+             f"| layer type | {head} |", "|---|" + "---|---|" * len(profiles)]
+    for k in kinds + ["total"]:
+        cells = []
+        for p in profiles:
+            ms = p["total_ms"] if k == "total" else p["ms_by_type"].get(k, 0.0)
+            cells.append(f"{ms:.1f} | {ms / p['total_ms']:.0%}")
+        lines.append(f"| {k} | {' | '.join(cells)} |")
+    return lines + [""]
+
+
 def run(args):
+    if args.baseline_caffe and not (Path(args.baseline_caffe) / "python" / "caffe" / "_caffe.so").is_file():
+        print(f"error: --baseline-caffe {args.baseline_caffe}: no built pycaffe there "
+              "(python/caffe/_caffe.so); build one with MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh "
+              ".venv/bin/python", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res = measure(quick=args.quick)
+    res = measure(quick=args.quick, baseline_caffe=args.baseline_caffe)
     tmp = out / ".benchmarks.json.tmp"
     tmp.write_text(json.dumps(res, indent=1, default=str) + "\n")
     os.replace(tmp, out / "benchmarks.json")

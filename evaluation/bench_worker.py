@@ -6,6 +6,10 @@ Prints one JSON line.
 
     forward: load a deploy net on a backend, warm up, time `repeat` forwards (median)
     layer:   one convolution layer alone, the practical GFLOP/s limit of a backend here
+    profile: pycaffe forward time per layer type (where the time of a deploy forward goes)
+
+Every result names the OpenBLAS kernel set the process ran ("blas_core"), since
+OPENBLAS_CORETYPE changes it.
 """
 import argparse
 import json
@@ -27,6 +31,17 @@ def _peak_rss_mb():
     return float("nan")
 
 
+def blas_core():
+    """The kernel set of the OpenBLAS loaded in this process (None if it is not loaded)."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return None
+
+
 def random_weights(deploy, path, seed=0):
     """A caffemodel with filler-initialised weights (timing does not depend on their values)."""
     import caffe
@@ -34,15 +49,22 @@ def random_weights(deploy, path, seed=0):
     caffe.Net(str(deploy), caffe.TEST).save(str(path))
 
 
-def time_forward(backend, deploy, weights, height, width, repeat, cv_threads=None):
+def _cv_options(cv_threads, cv_winograd):
+    import cv2
+    if cv_threads is not None:
+        cv2.setNumThreads(cv_threads)
+    return (lambda net: net.enableWinograd(bool(cv_winograd))) if cv_winograd is not None else None
+
+
+def time_forward(backend, deploy, weights, height, width, repeat, cv_threads=None, cv_winograd=None):
     from inference.backends import load
 
-    if cv_threads is not None:
-        import cv2
-        cv2.setNumThreads(cv_threads)
+    configure = _cv_options(cv_threads, cv_winograd) if backend == "opencv" else None
     t0 = time.perf_counter()
     net = load(str(deploy), str(weights), backend)
     load_s = time.perf_counter() - t0
+    if configure:
+        configure(net.net)
     x = np.random.default_rng(0).uniform(0, 1, (1, 3, height, width)).astype(np.float32)
     t0 = time.perf_counter()
     net.forward(x)                        # warm-up: allocations, OpenCV's graph set-up
@@ -63,6 +85,28 @@ def _layer_prototxt(cin, cout, k, h, w):
             f'    weight_filler {{ type: "xavier" }} }} }}\n')
 
 
+def profile_forward(deploy, weights, height, width, repeat):
+    """pycaffe forward milliseconds per layer type (convolutions split into 1x1 and larger),
+    each layer timed alone over `repeat` passes after a warm-up, on a uniform random input."""
+    import caffe
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(deploy), str(weights), caffe.TEST)
+    net.blobs["data"].reshape(1, 3, height, width)
+    net.reshape()
+    net.blobs["data"].data[...] = np.random.default_rng(0).uniform(0, 1, (1, 3, height, width))
+    net.forward()
+    ms = {}
+    for _ in range(repeat):
+        for i, (name, layer) in enumerate(zip(net._layer_names, net.layers)):
+            kind = layer.type
+            if kind == "Convolution":
+                kind += " 1x1" if net.params[name][0].data.shape[2:] == (1, 1) else " kxk"
+            t0 = time.perf_counter()
+            net._forward(i, i)
+            ms[kind] = ms.get(kind, 0.0) + 1000 * (time.perf_counter() - t0) / repeat
+    return {"ms_by_type": ms, "total_ms": sum(ms.values())}
+
+
 def time_layer(backend, cin, cout, k, h, w, repeat, cv_threads=None):
     with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as d:
         deploy = os.path.join(d, "conv.prototxt")
@@ -77,8 +121,7 @@ def time_layer(backend, cin, cout, k, h, w, repeat, cv_threads=None):
             run = net.forward
         else:
             import cv2
-            if cv_threads is not None:
-                cv2.setNumThreads(cv_threads)
+            _cv_options(cv_threads, None)
             net = cv2.dnn.readNetFromCaffe(deploy, weights)
             blob = np.random.default_rng(0).uniform(0, 1, (1, cin, h, w)).astype(np.float32)
 
@@ -99,21 +142,25 @@ def time_layer(backend, cin, cout, k, h, w, repeat, cv_threads=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m evaluation.bench_worker")
-    p.add_argument("what", choices=["forward", "layer"])
-    p.add_argument("--backend", choices=["caffe", "opencv"], required=True)
+    p.add_argument("what", choices=["forward", "layer", "profile"])
+    p.add_argument("--backend", choices=["caffe", "opencv"], default="caffe")
     p.add_argument("--deploy")
     p.add_argument("--weights")
     p.add_argument("--size", default="256x256", help="WIDTHxHEIGHT")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--layer", default="256,256,3,64,64", help="cin,cout,k,h,w")
     p.add_argument("--cv-threads", type=int)
+    p.add_argument("--cv-winograd", type=int, choices=[0, 1])
     a = p.parse_args(argv)
+    w, h = (int(v) for v in a.size.lower().split("x"))
     if a.what == "forward":
-        w, h = (int(v) for v in a.size.lower().split("x"))
-        out = time_forward(a.backend, a.deploy, a.weights, h, w, a.repeat, a.cv_threads)
+        out = time_forward(a.backend, a.deploy, a.weights, h, w, a.repeat, a.cv_threads, a.cv_winograd)
+    elif a.what == "profile":
+        out = profile_forward(a.deploy, a.weights, h, w, a.repeat)
     else:
         cin, cout, k, h, w = (int(v) for v in a.layer.split(","))
         out = time_layer(a.backend, cin, cout, k, h, w, a.repeat, a.cv_threads)
+    out["blas_core"] = blas_core()
     print(json.dumps(out))
 
 

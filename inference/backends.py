@@ -124,9 +124,10 @@ class CaffeBackend(Backend):
     def memory_model(self):
         """(fixed bytes, bytes per input pixel) of a CPU forward.
 
-        Caffe in TEST phase keeps every blob (no memory sharing) and each convolution layer owns
-        an im2col buffer of (in_channels x kh x kw) x (its column count) floats; both scale with
-        the input's pixel count and are summed here from the shapes at a probe size.
+        Caffe in TEST phase keeps every blob (no memory sharing); the convolution layers share
+        one im2col buffer (tools/caffe/patches/0001), as large as the largest layer's
+        (in_channels x kh x kw) x (column count) floats. Both scale with the input's pixel count
+        and are taken here from the shapes at a probe size.
         """
         self._reshape((1, 3, _PROBE, _PROBE))
         shape = {name: tuple(b.shape) for name, b in self.net.blobs.items()}
@@ -146,9 +147,9 @@ class CaffeBackend(Backend):
             bottom = shape[self.net.bottom_names[name][0]]
             top = shape[self.net.top_names[name][0]]
             if layer.type == "Convolution":
-                cols += bottom[1] * kh * kw * top[2] * top[3]
+                cols = max(cols, bottom[1] * kh * kw * top[2] * top[3])
             else:  # Deconvolution: col2im from the output channels at the input's size
-                cols += top[1] * kh * kw * bottom[2] * bottom[3]
+                cols = max(cols, top[1] * kh * kw * bottom[2] * bottom[3])
         params = sum(p.data.size for ps in self.net.params.values() for p in ps)
         return 4 * params, 4.0 * (blobs + cols) / (_PROBE * _PROBE)
 

@@ -12,13 +12,15 @@ import sys
 import tempfile
 
 
-def time_training(variant="mrfnet", batch=16, crop=256, iters=3, paths=4, warmup=1, timeout=3600):
+def time_training(variant="mrfnet", batch=16, crop=256, iters=3, paths=4, warmup=1, timeout=3600,
+                  env=None):
     """{"seconds_per_iter", "step_seconds", "peak_rss_mb", "setup_seconds", ...} measured in a
-    subprocess; raises RuntimeError with the child's stderr tail when it fails."""
+    subprocess (whose environment is `env`, default this one's); raises RuntimeError with the
+    child's stderr tail when it fails."""
     cmd = [sys.executable, "-m", "solver.measure", "--variant", variant, "--batch", str(batch),
            "--crop", str(crop), "--iters", str(iters), "--paths", str(paths),
            "--warmup", str(warmup)]
-    env = dict(os.environ, GLOG_minloglevel="2")
+    env = dict(os.environ if env is None else env, GLOG_minloglevel="2")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-10:])

@@ -1,0 +1,83 @@
+"""The benchmark's moving parts (not its numbers): levers reach the measured process, the
+per-layer-type profile runs on real Caffe, and the report shows before/after rows."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from evaluation import bench
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_levers_change_only_what_they_name():
+    environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PYTHONPATH": "/x", "HOME": "/h"}
+    lv = bench.levers(baseline_caffe="/builds/stock", environ=environ)
+    assert set(lv) == {"default", "1 thread", "OpenBLAS detects CPU", "Winograd off", "stock Caffe"}
+    detect = bench.lever_env(lv["OpenBLAS detects CPU"], environ)
+    assert "OPENBLAS_CORETYPE" not in detect and "OPENBLAS_L2_SIZE" not in detect
+    assert detect["HOME"] == "/h"
+    stock = bench.lever_env(lv["stock Caffe"], environ)
+    assert stock["PYTHONPATH"].split(":") == ["/builds/stock/python", "/x"]
+    assert stock["OPENBLAS_CORETYPE"] == "Haswell"
+    assert bench.lever_env(lv["1 thread"], environ)["OPENBLAS_NUM_THREADS"] == "1"
+    # without a pinned core or a baseline build those levers do not exist
+    assert set(bench.levers(environ={})) == {"default", "1 thread", "Winograd off"}
+
+
+def test_profile_worker_times_every_layer_type_of_a_real_net():
+    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "profile",
+                           "--deploy", "models/mrfnet/deploy.prototxt",
+                           "--weights", "models/mrfnet/mrfnet.caffemodel", "--size", "64x48",
+                           "--repeat", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"Convolution kxk", "Convolution 1x1", "Pooling", "ReLU", "Deconvolution", "Eltwise"} <= set(r["ms_by_type"])
+    assert abs(sum(r["ms_by_type"].values()) - r["total_ms"]) < 1e-6
+    assert all(v >= 0 for v in r["ms_by_type"].values())
+    assert r["blas_core"]  # OpenBLAS is loaded with Caffe and names its kernels
+
+
+def _fake_result():
+    fwd = dict(variant="mrfnet", size="256x256", backend="caffe", load_s=0.3, forward_median_s=0.25,
+               gflops=100.0, peak_rss_mb=600, weights="shipped", blas_core="Haswell")
+    return {
+        "machine": {"cpu": "cpu", "cores": 2, "python": "3.11", "numpy": "1", "opencv": "4",
+                    "blas": "OpenBLAS", "env": {"OPENBLAS_CORETYPE": "Haswell"}},
+        "started": "a", "finished": "b", "load_before": (0.1, 0.2, 0.3), "load_after": (1, 1, 1),
+        "levers": {"default": {}, "OpenBLAS detects CPU": {}, "stock Caffe": {}},
+        "baseline_caffe": "/stock",
+        "layers": [dict(layer="3x3", backend="caffe", lever="default", median_s=0.01, gflops=200.0)],
+        "forward": [dict(fwd, lever="default"), dict(fwd, lever="stock Caffe", forward_median_s=0.6,
+                                                     gflops=40.0, peak_rss_mb=1000)],
+        "profile": [{"variant": "mrfnet", "size": "256x256", "lever": "default", "total_ms": 100.0,
+                     "ms_by_type": {"Pooling": 25.0, "Convolution kxk": 75.0}},
+                    {"variant": "mrfnet", "size": "256x256", "lever": "stock Caffe", "total_ms": 200.0,
+                     "ms_by_type": {"Pooling": 120.0, "Convolution kxk": 80.0}}],
+        "training": [dict(label="demo setting", batch=8, crop=64, lever="default",
+                          seconds_per_iter=1.0, peak_rss_mb=700)],
+        "data": {"writers": {"lmdb": {"patches_per_s": 1, "bytes_per_patch": 2},
+                             "hdf5": {"patches_per_s": 3, "bytes_per_patch": 4}},
+                 "convert": {"lmdb": {"patches_per_s": 5}, "hdf5": {"patches_per_s": 6}}},
+    }
+
+
+def test_report_shows_the_stock_build_beside_the_patched_one():
+    text = bench.markdown(_fake_result())
+    assert "| mrfnet | 256x256 | caffe | stock Caffe | Haswell | 0.30 | 0.600 | 40.0 | 20% | 1000 |" in text
+    assert "| mrfnet | 256x256 | caffe | default | Haswell | 0.30 | 0.250 | 100.0 | 50% | 600 |" in text
+    assert "| Pooling | 25.0 | 25% | 120.0 | 60% |" in text
+    assert "| total | 100.0 | 100% | 200.0 | 100% |" in text
+    assert "**stock Caffe**" in text and "OPENBLAS_CORETYPE=Haswell" in text
+    assert ("- pycaffe MRFNet 256x256, this project's build vs stock Caffe: 2.40x the speed, "
+            "0.60x the peak memory (0.600 -> 0.250 s, 1000 -> 600 MB)") in text
+
+
+def test_bench_refuses_a_baseline_folder_without_pycaffe(tmp_path, capsys):
+    import argparse
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    args = p.parse_args(["--out", str(tmp_path / "out"), "--baseline-caffe", str(tmp_path)])
+    assert bench.run(args) == 2
+    assert "no built pycaffe there" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
