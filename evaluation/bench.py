@@ -58,6 +58,8 @@ def add_arguments(p):
     p.add_argument("--out", default="docs", help="folder for benchmarks.md/.json (default docs)")
     p.add_argument("--quick", action="store_true",
                    help="skip the batch-16 x 256x256 training measurement and the 1280x720 forwards")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: rewrite OUT/benchmarks.md from OUT/benchmarks.json")
     p.add_argument("--baseline-caffe", metavar="DIR",
                    help="a Caffe build without this project's patches (make bench builds one with "
                         "MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh): adds 'stock Caffe' rows")
@@ -228,6 +230,9 @@ def markdown(res):
              f"not absolute times across runs.{load_txt} Raw numbers: `benchmarks.json`.", "",
              _lever_note(res), "", *_ratio_lines(res),
              "## Practical limit: one convolution layer alone (batch 1, fp32, median of 5)", "",
+             "GFLOP/s = the direct convolution's multiply-adds x 2 / time. OpenCV's Winograd "
+             "convolutions do fewer operations for 3x3 kernels, so its figures can exceed the "
+             "CPU's arithmetic peak: read them as effective speed.", "",
              "| layer | backend | lever | core | ms | GFLOP/s |", "|---|---|---|---|---|---|"]
     for r in res["layers"]:
         lines.append(f"| {r['layer']} | {r['backend']} | {r['lever']} | {_core(r)} | "
@@ -291,16 +296,17 @@ def _ratio_lines(res):
              f"MRFNet {size}, OpenCV dnn vs pycaffe (this project's build)")
     both(("mrfnet", "256x256", "caffe", "OpenBLAS detects CPU"), ("mrfnet", "256x256", "caffe", "default"),
          "pycaffe MRFNet 256x256, OpenBLAS's own CPU detection vs the pinned kernels")
-    for backend in ("caffe", "opencv"):
+    for backend, label in (("caffe", "pycaffe"), ("opencv", "OpenCV")):
         both(("mrfnet", "256x256", backend, "1 thread"), ("mrfnet", "256x256", backend, "default"),
-             f"{backend} MRFNet 256x256, 1 thread vs 2")
+             f"{label} MRFNet 256x256, 1 thread vs 2")
     both(("mrfnet", "256x256", "opencv", "Winograd off"), ("mrfnet", "256x256", "opencv", "default"),
          "OpenCV MRFNet 256x256, Winograd off vs on")
     return ["## This run in ratios", ""] + lines + [""] if lines else []
 
 
 def _core(r):
-    return r.get("blas_core") or "-"
+    """OpenBLAS's kernels matter to Caffe only (OpenCV dnn has its own convolution code)."""
+    return (r.get("blas_core") or "-") if r.get("backend", "caffe") == "caffe" else "-"
 
 
 def _profile_table(profiles):
@@ -322,20 +328,32 @@ def _profile_table(profiles):
     return lines + [""]
 
 
+def _write(path, text):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def run(args):
+    out = Path(args.out)
+    if args.report_only:
+        try:
+            res = json.loads((out / "benchmarks.json").read_text())
+        except (OSError, ValueError) as exc:
+            print(f"error: --report-only needs a readable {out / 'benchmarks.json'} from a "
+                  f"previous `mrfnet bench --out {out}` ({exc})", file=sys.stderr)
+            return 2
+        _write(out / "benchmarks.md", markdown(res))
+        print(f"bench: rewrote {out / 'benchmarks.md'} from {out / 'benchmarks.json'}")
+        return 0
     if args.baseline_caffe and not (Path(args.baseline_caffe) / "python" / "caffe" / "_caffe.so").is_file():
         print(f"error: --baseline-caffe {args.baseline_caffe}: no built pycaffe there "
               "(python/caffe/_caffe.so); build one with MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh "
               ".venv/bin/python", file=sys.stderr)
         return 2
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res = measure(quick=args.quick, baseline_caffe=args.baseline_caffe)
-    tmp = out / ".benchmarks.json.tmp"
-    tmp.write_text(json.dumps(res, indent=1, default=str) + "\n")
-    os.replace(tmp, out / "benchmarks.json")
-    tmp = out / ".benchmarks.md.tmp"
-    tmp.write_text(markdown(res))
-    os.replace(tmp, out / "benchmarks.md")
+    _write(out / "benchmarks.json", json.dumps(res, indent=1, default=str) + "\n")
+    _write(out / "benchmarks.md", markdown(res))
     print(f"bench: wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'}")
     return 0

@@ -81,3 +81,16 @@ def test_bench_refuses_a_baseline_folder_without_pycaffe(tmp_path, capsys):
     assert bench.run(args) == 2
     assert "no built pycaffe there" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_report_only_rewrites_the_markdown_from_the_json(tmp_path):
+    import argparse
+    (tmp_path / "benchmarks.json").write_text(json.dumps(_fake_result()))
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    assert bench.run(p.parse_args(["--out", str(tmp_path), "--report-only"])) == 0
+    assert "| Pooling | 25.0 | 25% | 120.0 | 60% |" in (tmp_path / "benchmarks.md").read_text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert bench.run(p.parse_args(["--out", str(empty), "--report-only"])) == 2
+    assert not (empty / "benchmarks.md").exists()
