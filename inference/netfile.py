@@ -209,6 +209,32 @@ class DeployNet:
             kept.append((key, value))
         return to_text(kept) + "\n", resolve(output_blob)
 
+    def lifetimes(self, keep=()):
+        """{blob: (index of the layer that makes it, index of the last layer that reads it)}.
+
+        Net inputs are made at -1. Split tops and in-place tops are the blob they share memory
+        with. Blobs that nothing reads, and those named in `keep`, live to the last layer.
+        """
+        alias, born, last = {}, {b: -1 for b in get_all(self.fields, "input")}, {}
+
+        def resolve(b):
+            while b in alias:
+                b = alias[b]
+            return b
+
+        for i, layer in enumerate(self.layers):
+            for b in map(resolve, layer["bottoms"]):
+                last[b] = i
+            if layer["type"] == "Split" and len(layer["bottoms"]) == 1:
+                alias.update({t: resolve(layer["bottoms"][0]) for t in layer["tops"]})
+                continue
+            for t in layer["tops"]:
+                born.setdefault(t, i)
+        end = len(self.layers) - 1
+        kept = {resolve(b) for b in keep}
+        return {b: (first, end if b in kept or b not in last else last[b])
+                for b, first in born.items()}
+
     @property
     def num_paths(self):
         """P from the per-path prediction blobs pred_r1..pred_rP, or None."""

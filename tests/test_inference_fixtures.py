@@ -85,3 +85,75 @@ def test_caffe_memory_model_predicts_the_rss_growth_of_a_forward(model):
     # measured at 192x192, P=2: ~400 MB; the estimate lies within 15% (MEM_SAFETY covers it)
     assert measured > 50e6
     assert 0.85 * measured <= estimate <= 1.15 * measured, (estimate, measured)
+
+
+_PEAK_PROBE = """
+import os, sys
+os.environ["GLOG_minloglevel"] = "2"
+import numpy as np
+from inference.backends import load
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+b = load(sys.argv[1], sys.argv[2], sys.argv[3])
+side = int(sys.argv[5])
+if sys.argv[4] == "estimate":           # what the tile planner will use, from a fresh process
+    print(b.memory_model()[1] * side * side)
+else:                                   # a real forward's peak growth, from a fresh process
+    b.forward(np.zeros((1, 3, 16, 16), np.float32))
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    b.forward(np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32))
+    print(status("VmHWM") - before)
+"""
+
+
+def _probe(*args):
+    proc = subprocess.run([sys.executable, "-c", _PEAK_PROBE, *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return float(proc.stdout.split()[-1])
+
+
+@pytest.mark.parametrize("variant", ["mrfnet", "refinenet"])
+def test_opencv_memory_model_covers_a_real_forwards_peak(tmp_path, variant):
+    """The OpenCV estimate (measured at 256x256) must cover the peak growth of a forward at
+    512x512 with the tile planner's safety factor, and not be far above it."""
+    from inference.tiling import MEM_SAFETY
+    deploy, weights = make_model(tmp_path, variant=variant, paths=4)
+    estimate = _probe(deploy, weights, "opencv", "estimate", 512)
+    measured = _probe(deploy, weights, "opencv", "measure", 512)
+    assert measured > 50e6
+    assert measured <= MEM_SAFETY * estimate, (estimate, measured)
+    assert estimate <= 2.0 * measured, (estimate, measured)
+
+
+def test_opencv_memory_model_is_measured_once_and_not_below_the_live_blobs(tmp_path):
+    """Measured in a fresh process, so earlier work in this one (here a larger forward whose
+    memory the allocator keeps) cannot shrink it; at least the blobs alive at one time."""
+    from inference.backends import load
+    deploy, weights = make_model(tmp_path, paths=4)
+    b = load(deploy, weights, "opencv")
+    b.forward(np.zeros((1, 3, 512, 512), np.float32))
+    fixed, per_pixel = b.memory_model()
+    assert per_pixel * 256 * 256 >= b._live_blob_peak([1, 3, 256, 256])
+    _, all_blobs = b.net.getMemoryConsumption([1, 3, 256, 256])
+    assert per_pixel < 0.5 * all_blobs / 256 / 256  # the measurement, not the fallback
+    assert b.memory_model() == (fixed, per_pixel)   # measured once, then kept
+
+
+def test_a_gopro_frame_fits_one_opencv_forward_under_the_default_limit(tmp_path):
+    from inference.backends import load
+    from inference.tiling import DEFAULT_MEM_LIMIT_MB, plan_for
+    deploy, weights = make_model(tmp_path, paths=4)
+    plan = plan_for(load(deploy, weights, "opencv"), 720, 1280, DEFAULT_MEM_LIMIT_MB)
+    assert not plan.tiled, plan
+
+
+def test_memprobe_says_none_when_it_cannot_measure(tmp_path):
+    from inference.memprobe import measure
+    assert measure(tmp_path / "missing.prototxt", tmp_path / "missing.caffemodel") is None
