@@ -12,6 +12,7 @@ import caffe  # noqa: E402
 from layers import scale_loss  # noqa: E402
 from layers.caffe_layers import loss_layers, loss_param_str, set_loss_weights  # noqa: E402
 from layers.errors import LayerParamError, LossWeightError  # noqa: E402
+from gradcheck import central_difference  # noqa: E402
 
 # (K, N, C, finest H, finest W, weights, loss_weight); scale k has H/2^(K-k) x W/2^(K-k)
 CASES = [
@@ -107,13 +108,7 @@ def test_value_and_finite_difference_gradients(tmp_path, case):
         grad = analytic[name]
         scale = max(np.abs(grad).max(), 1e-12)
         for idx in rng.choice(blob.size, size=min(12, blob.size), replace=False):
-            orig = float(blob.flat[idx])
-            blob.flat[idx] = orig + step
-            up = objective()
-            blob.flat[idx] = orig - step
-            down = objective()
-            blob.flat[idx] = orig
-            numeric = (up - down) / (2 * step)
+            numeric = central_difference(blob.flat, idx, objective, step)
             assert abs(numeric - grad.flat[idx]) <= 2e-3 * scale + 1e-9, \
                 f"d loss / d {name}[{idx}]: computed {grad.flat[idx]}, numeric {numeric}"
         is_target = name.startswith("label")

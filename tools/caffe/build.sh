@@ -20,7 +20,7 @@ SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
 CACHE=${MRFNET_CACHE:-$HOME/.cache/mrfnet-caffe}
 GPU=${MRFNET_GPU:-0}
 JOBS=${MRFNET_JOBS:-$(nproc)}
-PATCHES=${MRFNET_CAFFE_PATCHES:-1}   # 0: without fixes 4-5 of fix_sources.sh (a stock baseline)
+PATCHES=${MRFNET_CAFFE_PATCHES:-1}   # 0: without speedups.sh (a stock baseline)
 APT_PACKAGES="build-essential libboost-system-dev libboost-thread-dev libboost-filesystem-dev
  libboost-regex-dev libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
  libgflags-dev libhdf5-dev liblmdb-dev libleveldb-dev libsnappy-dev libopencv-dev libopenblas-dev"
@@ -68,16 +68,17 @@ fi
 CONFIG=$(sed -e "s|@PYTHON_INCLUDE@|$PY_INCLUDE|" -e "s|@NUMPY_INCLUDE@|$NP_INCLUDE|" \
              -e "s|@PYTHON_LIBDIR@|$PY_LIBDIR|" "$HERE/Makefile.config.in" \
          | awk -v repl="$CPU_OR_GPU" '{ if ($0 == "@CPU_OR_GPU@") print repl; else print }')
-# The key covers what shapes the compiled result: sources, fixes and patches, config, flags,
-# numpy/Python.
+# The key covers what shapes the compiled result: sources, fixes, speedups and patches (when
+# applied), config, flags, numpy/Python.
 # Bump RECIPE when the compile steps below change in a way that changes the result.
 RECIPE=1
 # Paths that differ between checkouts (the venv's numpy headers) are not part of the key:
 # numpy's version is, and the headers of one version are the same wherever they are installed.
 KEY_CONFIG=${CONFIG//$NP_INCLUDE/NUMPY_INCLUDE}
-KEY=$( { echo "$SDIST_SHA256 recipe=$RECIPE"; cat "$HERE/fix_sources.sh" "$HERE"/patches/*.patch; echo "$KEY_CONFIG";
+KEY=$( { echo "$SDIST_SHA256 recipe=$RECIPE"; cat "$HERE/fix_sources.sh"; echo "$KEY_CONFIG";
          echo "$OPENCV4_COMPAT"; echo "numpy=$NP_VERSION py=$PY_VERSION gpu=$GPU";
-         [ "$PATCHES" = 1 ] || echo "patches=$PATCHES"; } | sha256sum | cut -c1-16)
+         if [ "$PATCHES" = 1 ]; then cat "$HERE/speedups.sh" "$HERE"/patches/*.patch;
+         else echo "patches=$PATCHES"; fi; } | sha256sum | cut -c1-16)
 DEST="$CACHE/caffe-$KEY"
 
 # Post-build layout that the compiled files expect; idempotent, so it also repairs older caches.
@@ -119,6 +120,7 @@ TREE="$WORK/caffe"
 mv "$WORK/$SDIST_NAME-$SDIST_VERSION" "$TREE"
 cd "$TREE"
 bash "$HERE/fix_sources.sh"
+if [ "$PATCHES" = 1 ]; then bash "$HERE/speedups.sh"; else say "without this project's speedups (stock baseline)"; fi
 printf '%s\n' "$CONFIG" > Makefile.config
 
 say "compiling with $JOBS jobs (about 7 minutes on 2 cores; log: $TREE/build.log)"

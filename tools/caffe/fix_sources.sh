@@ -20,23 +20,3 @@ rm -f python/caffe/proto/caffe_pb2.py
 perl -0pi -e 's/(    solver->Restore\(FLAGS_snapshot\.c_str\(\)\);\n  \})/$1 else if (FLAGS_weights.size()) {\n    LOG(INFO) << "Finetuning from " << FLAGS_weights;\n    solver->net()->CopyTrainedLayersFrom(FLAGS_weights);\n    for (int i = 0; i < solver->test_nets().size(); ++i) {\n      solver->test_nets()[i]->CopyTrainedLayersFrom(FLAGS_weights);\n    }\n  }/' tools/caffe.cpp
 grep -q 'Finetuning from " << FLAGS_weights' tools/caffe.cpp
 
-# Fixes 4 and 5 are this project's speed and memory changes. MRFNET_CAFFE_PATCHES=0 leaves
-# them out: the stock build that `make bench` measures them against (docs/benchmarks.md).
-[ "${MRFNET_CAFFE_PATCHES:-1}" = 0 ] && exit 0
-
-# 4. Speed and memory patches, in order; each file says why at its top and
-#    tests/test_caffe_patches.py checks what it promises against the built Caffe.
-for p in "$(dirname "$0")"/patches/*.patch; do
-  patch -p1 --forward --quiet < "$p" || { echo "fix_sources: $p does not apply" >&2; exit 1; }
-done
-
-# 5. The classic Makefile compiles with -O2, which leaves element-wise loops scalar (gcc 12
-#    vectorises at -O2 only loops that need no alias check: in-place ReLU and the pooling of
-#    patch 0002 do). Those two files get -O3 (ReLU went from 13% of the MRFNet forward to 2%).
-#    Only those: a global -O3 made the convolution layers about 20% slower here
-#    (docs/performance.md). No -march=native: the cached build stays portable across x86-64.
-cat >> Makefile <<'MAKE'
-
-# mrfnet-caffe (tools/caffe/fix_sources.sh, fix 5): -O3 where the loops must vectorise.
-$(BUILD_DIR)/src/caffe/layers/pooling_layer.o $(BUILD_DIR)/src/caffe/layers/relu_layer.o: CXXFLAGS += -O3
-MAKE
