@@ -12,7 +12,7 @@
    PSNR/SSIM of the blurred input against the output.
 
 Smaller crops and batch than the paper (default 64x64, batch 8, instead of 256x256, batch 16):
-one paper-sized iteration takes tens of seconds on 2 cores, so the paper's setting would
+one paper-sized iteration takes over ten seconds on 2 cores, so the paper's setting would
 give only a few dozen steps in the budget. The net itself is the paper's (4 paths, MRFNet).
 """
 import json

@@ -123,7 +123,7 @@ bash "$HERE/fix_sources.sh"
 if [ "$PATCHES" = 1 ]; then bash "$HERE/speedups.sh"; else say "without this project's speedups (stock baseline)"; fi
 printf '%s\n' "$CONFIG" > Makefile.config
 
-say "compiling with $JOBS jobs (about 7 minutes on 2 cores; log: $TREE/build.log)"
+say "compiling with $JOBS jobs (3.5 to 7 minutes on 2 cores; log: $TREE/build.log)"
 start=$(date +%s)
 if ! CXXFLAGS="$OPENCV4_COMPAT" make -j"$JOBS" all pycaffe > build.log 2>&1; then
   tail -n 40 build.log >&2
