@@ -24,11 +24,9 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 def _peak_rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    from inference.memprobe import status_bytes
+    peak = status_bytes("VmHWM")
+    return float("nan") if peak is None else peak / 2 ** 20
 
 
 def blas_core():

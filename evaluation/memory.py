@@ -40,14 +40,9 @@ def _available_mb():
 
 def _status_mb(field):
     """A /proc/self/status memory field in MB, or None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    from inference.memprobe import status_bytes
+    value = status_bytes(field)
+    return None if value is None else value / 2 ** 20
 
 
 def _peak_mb():

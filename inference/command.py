@@ -24,8 +24,8 @@ def add_arguments(p):
     p.add_argument("--weights", metavar="CAFFEMODEL",
                    help="trained weights (default: models/<variant>/<variant>.caffemodel)")
     p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="opencv = cv2.dnn on the same files (default on CPU: about 2.5x faster "
-                        "than pycaffe with a third of the memory, docs/benchmarks.md); "
+                   help="opencv = cv2.dnn on the same files (default on CPU: faster than "
+                        "pycaffe, with a third or less of its memory, docs/benchmarks.md); "
                         "caffe = pycaffe, the reference (default with --gpu)")
     p.add_argument("--gpu", action="store_true", help="pycaffe on GPU 0 (needs a CUDA build)")
     p.add_argument("--jpeg", action="store_true",
