@@ -7,7 +7,7 @@ is a fresh subprocess (evaluation.bench_worker / solver.measure), so memory peak
 process-wide levers (BLAS threads and kernels, OpenCV options, which Caffe build) can differ
 between measurements.
 
-Levers (LEVERS): BLAS threads; OpenBLAS's own CPU detection where OPENBLAS_CORETYPE pins it;
+Levers (`levers()`): BLAS threads; OpenBLAS's own CPU detection where OPENBLAS_CORETYPE pins it;
 OpenCV's Winograd convolutions; and, with --baseline-caffe DIR (`make bench` builds one with
 MRFNET_CAFFE_PATCHES=0), the stock Caffe build without this project's patches, for before/after.
 
