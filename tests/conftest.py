@@ -28,3 +28,11 @@ def gopro_mini():
 def venv_bin():
     import sys
     return Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def seeded_caffe():
+    """Every test starts from the same Caffe RNG state, so filler draws cannot turn a bound into a
+    coin toss between CI runs (one unseeded init once broke a 0.05 bound with 0.0504)."""
+    import caffe
+    caffe.set_random_seed(0)

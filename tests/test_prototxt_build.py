@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402,F401
+import caffe  # noqa: E402
 
 from prototxt_gen import nets, summary, topology as T  # noqa: E402
 from prototxt_gen.caffe_net import load  # noqa: E402
@@ -65,9 +65,14 @@ def test_shapes_at_1280x720(variant):
     assert shape(net, "predict_deblur_255") == (1, 3, 720, 1280)
 
 
-def test_untrained_net_starts_near_identity():
-    """Residual prediction + small head init: the untrained output is close to the input."""
+@pytest.mark.parametrize("seed", range(3))
+def test_untrained_net_starts_near_identity(seed):
+    """Residual prediction + small head init: the untrained output is close to the input.
+
+    Seeded: over 40 unseeded inits MRFNet's mean |y - x| was 0.017 +- 0.008 with a long tail
+    (one CI run drew 0.0504), so an unseeded bound of 0.05 was a coin toss, not a check."""
     for variant in ("refinenet", "mrfnet"):
+        caffe.set_random_seed(seed)
         net = load(nets.deploy_net(variant, 4, 64, 64))
         x = np.random.default_rng(1).random((1, 3, 64, 64))
         net.blobs["data"].data[...] = x
