@@ -24,12 +24,12 @@ DEFAULT_BATCH = 16
 DEFAULT_TEST_BATCH = 4
 DEFAULT_DEPLOY_SIZE = (256, 256)
 PIXEL_SCALE = 1.0 / 255.0
-# Relative placeholders; the data tools write here by default and the solver helper may rewrite.
+# Relative placeholders: what `mrfnet convert --out data` writes; the training tools rewrite them.
 SOURCES = {
     ("lmdb", "train"): "data/train_lmdb",
-    ("lmdb", "test"): "data/val_lmdb",
+    ("lmdb", "test"): "data/test_lmdb",
     ("hdf5", "train"): "data/train_hdf5.txt",
-    ("hdf5", "test"): "data/val_hdf5.txt",
+    ("hdf5", "test"): "data/test_hdf5.txt",
 }
 DATA_KINDS = ("lmdb", "hdf5", "input")
 LOSS_KINDS = ("stock", "python")

@@ -183,6 +183,18 @@ def test_16bit_gray_and_rgba_inputs_are_converted_and_reported(tmp_path, capsys)
                                   ((gray16.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8))
 
 
+@pytest.mark.parametrize("fmt", ["lmdb", "hdf5"])
+def test_committed_prototxt_sources_are_what_convert_out_data_writes(tmp_path, monkeypatch, fmt):
+    """models/*/train|test.prototxt name relative placeholders; `mrfnet convert --out data` run from
+    the same folder must produce exactly those paths, so `caffe train` finds them."""
+    from prototxt_gen.nets import SOURCES
+    monkeypatch.chdir(tmp_path)
+    assert convert("--out", "data", "--format", fmt, "--crops", 1, "--crop-size", 32,
+                   "--size", 64, "--workers", 1) == 0
+    for split in ("train", "test"):
+        assert Path(SOURCES[(fmt, split)]).exists(), (SOURCES[(fmt, split)], os.listdir("data"))
+
+
 # ------------------------------------------------------------------------------ output rules
 
 def test_existing_output_needs_force(tmp_path, capsys):
