@@ -119,11 +119,14 @@ def _channels(a):
     return [a] if a.ndim == 2 else [a[..., c] for c in range(a.shape[2])]
 
 
-def _ssim_skimage(a, b):
-    radius = int(3.5 * SIGMA + 0.5)  # skimage: truncate 3.5 as in ndimage -> 11x11 window
+def _ssim_gaussian_window(a, b, variant):
+    """skimage (gaussian_weights, truncate 3.5) and BasicSR (cv2.getGaussianKernel(11, 1.5), 'valid')
+    both use an 11x11 Gaussian window and average the SSIM map over its interior: one computation.
+    Filtering the full image and keeping the interior equals 'valid' mode exactly."""
+    radius = int(3.5 * SIGMA + 0.5)  # 5: skimage's truncate 3.5 as in ndimage; BasicSR's 11 taps
     if min(a.shape[:2]) < 2 * radius + 1:
         raise MetricInputError(
-            f"ssim(variant='skimage'): image {a.shape[:2]} is smaller than the "
+            f"ssim(variant='{variant}'): image {a.shape[:2]} is smaller than the "
             f"{2 * radius + 1}x{2 * radius + 1} window")
     g = gaussian_kernel_1d(SIGMA, radius)
     vals = []
@@ -134,22 +137,9 @@ def _ssim_skimage(a, b):
     return float(np.mean(vals))
 
 
-def _ssim_basicsr(a, b):
-    radius = 5  # BasicSR: cv2.getGaussianKernel(11, 1.5), outer product, 'valid' region only
-    if min(a.shape[:2]) < 2 * radius + 1:
-        raise MetricInputError(
-            f"ssim(variant='basicsr'): image {a.shape[:2]} is smaller than the 11x11 window")
-    g = gaussian_kernel_1d(SIGMA, radius)
-    vals = []
-    for ca, cb in zip(_channels(a), _channels(b)):
-        # Filtering the full image and keeping the interior equals 'valid' mode exactly.
-        smap = _ssim_map(ca.astype(np.float64), cb.astype(np.float64),
-                         lambda z: _filter(z, g, (0, 1), "reflect"))
-        vals.append(smap[radius:-radius, radius:-radius].mean())
-    return float(np.mean(vals))
-
-
-_SSIM_IMPLS = {"matlab3d": _ssim_matlab3d, "skimage": _ssim_skimage, "basicsr": _ssim_basicsr}
+_SSIM_IMPLS = {"matlab3d": _ssim_matlab3d,
+               "skimage": lambda a, b: _ssim_gaussian_window(a, b, "skimage"),
+               "basicsr": lambda a, b: _ssim_gaussian_window(a, b, "basicsr")}
 
 
 def ssim(a, b, variant=DEFAULT_SSIM_VARIANT):
