@@ -8,7 +8,7 @@ process-wide levers (BLAS threads and kernels, OpenCV options, which Caffe build
 between measurements.
 
 Levers (`levers()`): BLAS threads; OpenBLAS's own CPU detection where OPENBLAS_CORETYPE pins it;
-OpenCV's Winograd convolutions; and, with --baseline-caffe DIR (`make bench` builds one with
+OpenCV's Winograd convolutions; pycaffe without blob memory reuse (MRFNET_BLOB_REUSE=0); and, with --baseline-caffe DIR (`make bench` builds one with
 MRFNET_CAFFE_PATCHES=0), the stock Caffe build without this project's patches, for before/after.
 
 Writes OUT/benchmarks.md and OUT/benchmarks.json.
@@ -26,7 +26,7 @@ LAYERS = ["256,256,3,64,64", "64,64,3,128,128", "32,32,3,256,256", "96,32,3,256,
 # (variant, WIDTHxHEIGHT, repeats, levers beyond "default")
 FORWARDS = [("mrfnet", "256x256", 5, "all"), ("lwrefinenet", "256x256", 5, ()),
             ("refinenet", "256x256", 5, ()), ("rcrefinenet", "256x256", 5, ()),
-            ("mrfnet", "1280x720", 3, ("stock Caffe",))]
+            ("mrfnet", "1280x720", 3, ("stock Caffe", "no blob reuse"))]
 PINNED_BLAS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -39,6 +39,7 @@ def levers(baseline_caffe=None, environ=os.environ):
     if environ.get("OPENBLAS_CORETYPE"):
         out["OpenBLAS detects CPU"] = {"backends": ("caffe",), "unset": PINNED_BLAS}
     out["Winograd off"] = {"backends": ("opencv",), "args": {"opencv": ["--cv-winograd", "0"]}}
+    out["no blob reuse"] = {"backends": ("caffe",), "env": {"MRFNET_BLOB_REUSE": "0"}}
     if baseline_caffe:
         out["stock Caffe"] = {"backends": ("caffe",), "pythonpath": str(Path(baseline_caffe) / "python")}
     return out
@@ -104,8 +105,9 @@ def _layers(all_levers):
     rows = []
     for backend in ("caffe", "opencv"):
         for name, lever in all_levers.items():
-            if backend not in lever["backends"] or name in ("stock Caffe", "Winograd off"):
-                continue  # a patched build and Winograd change whole nets, not one GEMM
+            if backend not in lever["backends"] or name in ("stock Caffe", "Winograd off",
+                                                             "no blob reuse"):
+                continue  # these change whole nets, not one GEMM
             for layer in LAYERS:
                 r = _worker(["layer", "--backend", backend, "--layer", layer, "--repeat", "5"],
                             lever, backend)
@@ -206,10 +208,13 @@ def _lever_note(res):
         notes.append(f"**OpenBLAS detects CPU** = without this machine's {pinned} (OpenBLAS picks "
                      "its kernels itself, as on a machine without that setting)")
     notes.append("**Winograd off** = `cv2.dnn.Net.enableWinograd(False)`")
+    if "no blob reuse" in res["levers"]:
+        notes.append("**no blob reuse** = this project's Caffe with `MRFNET_BLOB_REUSE=0`: every "
+                     "blob and a max pooling mask per layer kept, as before patch 0003")
     if res.get("baseline_caffe"):
         notes.append("**stock Caffe** = the same Caffe built without this project's patches "
                      "(`MRFNET_CAFFE_PATCHES=0`: no shared im2col buffer, the direct max-pooling "
-                     "loop, -O2), for before/after")
+                     "loop, -O2, no blob reuse), for before/after")
     return "; ".join(notes) + ". The `core` column is the OpenBLAS kernel set the process ran."
 
 
@@ -285,6 +290,8 @@ def _ratio_lines(res):
     for size in ("256x256", "1280x720"):
         both(("mrfnet", size, "caffe", "default"), ("mrfnet", size, "caffe", "stock Caffe"),
              f"pycaffe MRFNet {size}, this project's build vs stock Caffe")
+        both(("mrfnet", size, "caffe", "default"), ("mrfnet", size, "caffe", "no blob reuse"),
+             f"pycaffe MRFNet {size}, blob reuse vs every blob kept (patch 0003 alone)")
     for label in ("demo setting", "paper setting"):
         a, b = train.get((label, "default")), train.get((label, "stock Caffe"))
         if a and b:

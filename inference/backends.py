@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mrfnet.caffe_memory import reuse_blob_memory
+
 from .errors import InferenceError, ModelNotFoundError, WeightsMismatchError
 from .netfile import DeployNet, get_all, get_one
 
@@ -103,6 +105,8 @@ class CaffeBackend(Backend):
             caffe.set_mode_cpu()
         self.net = caffe.Net(str(self.deploy), caffe.TEST)
         copy_checked(self.net, self.weights, self.deploy)
+        self.reuses_memory = reuse_blob_memory(self.net)  # only the output is read
+        self._memory = None
 
     def _reshape(self, shape):
         blob = self.net.blobs[INPUT_BLOB]
@@ -124,17 +128,38 @@ class CaffeBackend(Backend):
     def memory_model(self):
         """(fixed bytes, bytes per input pixel) of a CPU forward.
 
-        Caffe in TEST phase keeps every blob (no memory sharing); the convolution layers share
-        one im2col buffer (tools/caffe/patches/0001), as large as the largest layer's
-        (in_channels x kh x kw) x (column count) floats. Both scale with the input's pixel count
-        and are taken here from the shapes at a probe size.
+        Blobs: with blob memory reuse (tools/caffe/patches/0003) the pool's buffers after one
+        forward at the probe size, the input and output blobs, which keep their own memory, and
+        one max pooling argmax scratch; without it (stock Caffe) every blob, Split tops counted
+        once as they share their bottom, and an argmax mask per max pooling layer.
+        The convolution layers share one im2col buffer (patch 0001), as large as the largest
+        layer's (in_channels x kh x kw) x (column count) floats. All of it scales with the input's
+        pixel count; the probe forward runs once per backend.
         """
-        self._reshape((1, 3, _PROBE, _PROBE))
-        shape = {name: tuple(b.shape) for name, b in self.net.blobs.items()}
-        # Split layers' tops share their bottom's memory: count each blob once.
-        shared = {t for name, layer in zip(self.net._layer_names, self.net.layers)
-                  if layer.type == "Split" for t in self.net.top_names[name]}
-        blobs = sum(int(np.prod(s)) for name, s in shape.items() if name not in shared)
+        if self._memory is None:
+            self._reshape((1, 3, _PROBE, _PROBE))
+            shape = {name: tuple(b.shape) for name, b in self.net.blobs.items()}
+            layers = list(zip(self.net._layer_names, self.net.layers))
+            masks = [int(np.prod(shape[self.net.top_names[name][0]]))
+                     for name, layer in layers if layer.type == "Pooling"] or [0]
+            if self.reuses_memory:
+                self.net.blobs[INPUT_BLOB].data[...] = 0
+                self.net.forward()
+                kept = {INPUT_BLOB, *self.net.outputs}
+                blobs = (self.net.blob_memory_pool_bytes() // 4
+                         + sum(int(np.prod(shape[name])) for name in kept)
+                         + max(masks))  # one argmax scratch shared by the pooling layers
+            else:
+                shared = {t for name, layer in layers
+                          if layer.type == "Split" for t in self.net.top_names[name]}
+                blobs = (sum(int(np.prod(s)) for name, s in shape.items() if name not in shared)
+                         + sum(masks))  # an argmax mask per max pooling layer
+            params = sum(p.data.size for ps in self.net.params.values() for p in ps)
+            self._memory = 4 * params, 4.0 * (blobs + self._im2col_floats(shape)) / _PROBE ** 2
+        return self._memory
+
+    def _im2col_floats(self, shape):
+        """Floats of the one im2col buffer the convolution layers share, for these blob shapes."""
         cols = 0
         layer_fields = {l["name"]: l["fields"] for l in self.netfile.layers}
         for name, layer in zip(self.net._layer_names, self.net.layers):
@@ -150,8 +175,7 @@ class CaffeBackend(Backend):
                 cols = max(cols, bottom[1] * kh * kw * top[2] * top[3])
             else:  # Deconvolution: col2im from the output channels at the input's size
                 cols = max(cols, top[1] * kh * kw * bottom[2] * bottom[3])
-        params = sum(p.data.size for ps in self.net.params.values() for p in ps)
-        return 4 * params, 4.0 * (blobs + cols) / (_PROBE * _PROBE)
+        return cols
 
 
 class OpenCVBackend(Backend):

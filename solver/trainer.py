@@ -40,6 +40,7 @@ from solver import solver_file as SF  # noqa: E402
 from solver.data import count_entries, load_pairs  # noqa: E402
 from solver.errors import MissingInputError, RunConfigError, TrainingDiverged  # noqa: E402
 from solver.plot import group_starts_from, plot_log  # noqa: E402
+from mrfnet.caffe_memory import reuse_blob_memory  # noqa: E402
 from mrfnet.progress import ProgressBar  # noqa: E402
 from solver.runlog import RunLog, read_log, truncate_after  # noqa: E402
 
@@ -187,6 +188,7 @@ class Validator:
         if missing:
             raise RunConfigError(f"deploy net layers {missing} have no counterpart in the train net")
         self.net.share_with(train_net)
+        reuse_blob_memory(self.net)  # only predict_deblur is read: about a tenth of the memory
         groups = {}
         for blur, sharp in samples:
             groups.setdefault(blur.shape, []).append((blur, sharp))

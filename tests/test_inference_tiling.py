@@ -95,7 +95,8 @@ def test_tiled_equals_untiled_away_from_seams(backend):
 
 
 def test_a_4000x3000_photo_is_planned_within_the_default_limit(tmp_path):
-    """MRFNet P=4 needs ~14 KB per pixel in Caffe (~165 GB for 12 MP untiled): it must tile."""
+    """MRFNet P=4 needs ~2.9 KB per pixel in Caffe even with blob reuse (~35 GB for 12 MP
+    untiled): it must tile."""
     big = load(*make_model(tmp_path, paths=4), "caffe")
     fixed, per_pixel = big.memory_model()
     assert per_pixel * 4000 * 3000 > 24 * 2 ** 30
