@@ -5,6 +5,7 @@
 a forward's memory no longer grows with the number of convolution layers.
 0002 computes max pooling separably: the same maxima and the same argmax mask (first maximum in
 row-major order) as a direct loop, ties included, so the backward pass routes the same way.
+0003 (blob memory reuse in TEST nets) is checked in test_caffe_blob_reuse.py.
 """
 import subprocess
 import sys
