@@ -188,7 +188,7 @@ class Validator:
         if missing:
             raise RunConfigError(f"deploy net layers {missing} have no counterpart in the train net")
         self.net.share_with(train_net)
-        reuse_blob_memory(self.net)  # only predict_deblur is read: about a tenth of the memory
+        reuse_blob_memory(self.net)  # only predict_deblur is read: about a quarter of the memory
         groups = {}
         for blur, sharp in samples:
             groups.setdefault(blur.shape, []).append((blur, sharp))

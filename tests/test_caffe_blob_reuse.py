@@ -122,18 +122,14 @@ os.environ["GLOG_minloglevel"] = "2"
 import numpy as np, caffe
 from prototxt_gen import nets
 from prototxt_gen.caffe_net import load
-
-def anon_rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
+from inference.memprobe import status_bytes
 
 net = load(nets.deploy_net("mrfnet", 4, 256, 256))
 net.reuse_blob_memory = sys.argv[1] == "1"
 net.blobs["data"].data[...] = np.random.default_rng(0).random((1, 3, 256, 256))
-before = anon_rss()
+before = status_bytes("RssAnon")
 net.forward()
-grown = anon_rss() - before
+grown = status_bytes("RssAnon") - before
 layers = list(zip(net._layer_names, net.layers))
 split_tops = {t for name, l in layers if l.type == "Split" for t in net.top_names[name]}
 blobs = sum(4 * b.data.size for n, b in net.blobs.items() if n not in split_tops)

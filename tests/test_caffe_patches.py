@@ -209,16 +209,12 @@ _RSS_PROBE = """
 import os, sys
 os.environ["GLOG_minloglevel"] = "2"
 import numpy as np, caffe
-
-def anon_rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
+from inference.memprobe import status_bytes
 
 net = caffe.Net(sys.argv[1], caffe.TEST)
-before = anon_rss()
+before = status_bytes("RssAnon")
 net.forward()
-print(anon_rss() - before)
+print(status_bytes("RssAnon") - before)
 """
 
 
