@@ -91,9 +91,10 @@ os.environ["GLOG_minloglevel"] = "0"
 import caffe
 from prototxt_gen import nets
 from prototxt_gen.caffe_net import load
-phase = "train" if sys.argv[1] == "train" else "test"
-net = load(nets.train_net("mrfnet", 2, data="input", crop=16, batch_size=1), phase=phase) \\
-    if phase == "train" else load(nets.deploy_net("mrfnet", 2, 16, 16))
+if sys.argv[1] == "train":
+    net = load(nets.train_net("mrfnet", 2, data="input", crop=16, batch_size=1), phase="train")
+else:
+    net = load(nets.deploy_net("mrfnet", 2, 16, 16))
 net.reuse_blob_memory = True
 if sys.argv[1] == "partial":
     net.forward(end="Conv2")
