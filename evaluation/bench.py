@@ -8,8 +8,9 @@ process-wide levers (BLAS threads and kernels, OpenCV options, which Caffe build
 between measurements.
 
 Levers (`levers()`): BLAS threads; OpenBLAS's own CPU detection where OPENBLAS_CORETYPE pins it;
-OpenCV's Winograd convolutions; pycaffe without blob memory reuse (MRFNET_BLOB_REUSE=0); and, with --baseline-caffe DIR (`make bench` builds one with
-MRFNET_CAFFE_PATCHES=0), the stock Caffe build without this project's patches, for before/after.
+OpenCV's Winograd convolutions; pycaffe without blob memory reuse (MRFNET_BLOB_REUSE=0); and,
+with --baseline-caffe DIR (`make bench` builds one with MRFNET_CAFFE_PATCHES=0), the stock Caffe
+build without this project's patches, for before/after.
 
 Writes OUT/benchmarks.md and OUT/benchmarks.json.
 """
@@ -31,17 +32,21 @@ PINNED_BLAS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def levers(baseline_caffe=None, environ=os.environ):
-    """name -> {"backends", "env" (additions), "unset", "pythonpath", "args" (worker options)}."""
+    """name -> {"backends", "env" (additions), "unset", "pythonpath", "args" (worker options),
+    "whole_net" (True: it changes whole nets, not one GEMM, so it has no single-layer rows)}."""
     out = {"default": {"backends": ("caffe", "opencv")},
            "1 thread": {"backends": ("caffe", "opencv"),
                         "env": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
                         "args": {"opencv": ["--cv-threads", "1"]}}}
     if environ.get("OPENBLAS_CORETYPE"):
         out["OpenBLAS detects CPU"] = {"backends": ("caffe",), "unset": PINNED_BLAS}
-    out["Winograd off"] = {"backends": ("opencv",), "args": {"opencv": ["--cv-winograd", "0"]}}
-    out["no blob reuse"] = {"backends": ("caffe",), "env": {"MRFNET_BLOB_REUSE": "0"}}
+    out["Winograd off"] = {"backends": ("opencv",), "args": {"opencv": ["--cv-winograd", "0"]},
+                           "whole_net": True}
+    out["no blob reuse"] = {"backends": ("caffe",), "env": {"MRFNET_BLOB_REUSE": "0"},
+                            "whole_net": True}
     if baseline_caffe:
-        out["stock Caffe"] = {"backends": ("caffe",), "pythonpath": str(Path(baseline_caffe) / "python")}
+        out["stock Caffe"] = {"backends": ("caffe",), "whole_net": True,
+                              "pythonpath": str(Path(baseline_caffe) / "python")}
     return out
 
 
@@ -105,9 +110,8 @@ def _layers(all_levers):
     rows = []
     for backend in ("caffe", "opencv"):
         for name, lever in all_levers.items():
-            if backend not in lever["backends"] or name in ("stock Caffe", "Winograd off",
-                                                             "no blob reuse"):
-                continue  # these change whole nets, not one GEMM
+            if backend not in lever["backends"] or lever.get("whole_net"):
+                continue
             for layer in LAYERS:
                 r = _worker(["layer", "--backend", backend, "--layer", layer, "--repeat", "5"],
                             lever, backend)

@@ -212,7 +212,9 @@ class Validator:
         return psnr_sum / n, ssim_sum / n
 
     def _forward(self, x):
-        self.net.blobs["data"].reshape(*x.shape)
+        if self.net.blobs["data"].data.shape != x.shape:
+            self.net.blobs["data"].reshape(*x.shape)
+            self.net.reshape()  # blob sizes known before the forward: pooled buffers fit them
         self.net.blobs["data"].data[...] = x
         self.net.forward()
         return self.net.blobs["predict_deblur"].data.copy()

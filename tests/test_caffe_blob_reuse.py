@@ -51,6 +51,21 @@ def test_outputs_are_bit_identical_across_forwards_and_larger_inputs():
         np.testing.assert_array_equal(reuse.blobs["data"].data, x)   # the input keeps its memory
 
 
+def test_a_forward_after_reshaping_only_the_input_is_still_exact():
+    """Without net.reshape() the pool sizes buffers from the old shapes and each layer then
+    grows its top: Blob::Reshape must not keep a too small shared buffer."""
+    plain, reuse = _pair()
+    rng = np.random.default_rng(3)
+    for side in (32, 96, 32, 64, 48, 96, 64):   # capacities outgrow the pooled buffers
+        x = rng.random((1, 3, side, side), dtype=np.float32)
+        for net in (plain, reuse):
+            net.blobs["data"].reshape(*x.shape)
+            net.blobs["data"].data[...] = x
+            net.forward()
+        np.testing.assert_array_equal(reuse.blobs["predict_deblur"].data,
+                                      plain.blobs["predict_deblur"].data)
+
+
 def test_pool_settles_after_the_first_forwards_and_is_smaller_than_all_blobs():
     _, reuse = _pair(paths=4, side=128)
     x = np.random.default_rng(1).random((1, 3, 128, 128), dtype=np.float32)
