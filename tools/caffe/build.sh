@@ -6,11 +6,16 @@
 #
 # Environment: MRFNET_CACHE (default ~/.cache/mrfnet-caffe), MRFNET_GPU=1 for a CUDA build
 # (CUDA_DIR, default /usr/local/cuda), MRFNET_JOBS (default: nproc), MRFNET_CAFFE_PATCHES=0 for
-# a build without this project's speed/memory patches (the baseline `make bench` compares with).
+# a build without this project's patches (the stock baseline `make bench` compares with), or
+# MRFNET_CAFFE_PATCHES=NNNN for the patches up to and including tools/caffe/patches/NNNN-*.patch
+# (an earlier state of this build, e.g. 0003, also a `make bench` baseline).
 # The build happens in a temporary directory under the cache and is renamed into place only
 # when complete, under a lock: an interrupted or concurrent build never leaves a Caffe that
 # looks valid. A finished build is marked by the file BUILD_OK.
 set -euo pipefail
+# The whole script is one compound command: bash parses it completely before running, so editing
+# this file while a build runs cannot change what that build does.
+{
 
 PY=${1:?usage: build.sh VENV_PYTHON}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -20,10 +25,11 @@ SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
 CACHE=${MRFNET_CACHE:-$HOME/.cache/mrfnet-caffe}
 GPU=${MRFNET_GPU:-0}
 JOBS=${MRFNET_JOBS:-$(nproc)}
-PATCHES=${MRFNET_CAFFE_PATCHES:-1}   # 0: without speedups.sh (a stock baseline)
+PATCHES=${MRFNET_CAFFE_PATCHES:-1}   # 1: all patches; 0: without speedups.sh (stock); NNNN: up to NNNN
 APT_PACKAGES="build-essential libboost-system-dev libboost-thread-dev libboost-filesystem-dev
  libboost-regex-dev libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
- libgflags-dev libhdf5-dev liblmdb-dev libleveldb-dev libsnappy-dev libopencv-dev libopenblas-dev"
+ libgflags-dev libhdf5-dev liblmdb-dev libleveldb-dev libsnappy-dev libopencv-dev libopenblas-dev
+ libopenblas0-openmp"
 # OpenCV 4 dropped the C constants that SSD's extra layers still use; these headers bring them back.
 OPENCV4_COMPAT="-include opencv2/imgproc/types_c.h -include opencv2/imgproc/imgproc_c.h -include opencv2/imgcodecs/legacy/constants_c.h -include opencv2/videoio/legacy/constants_c.h"
 
@@ -75,9 +81,21 @@ RECIPE=1
 # Paths that differ between checkouts (the venv's numpy headers) are not part of the key:
 # numpy's version is, and the headers of one version are the same wherever they are installed.
 KEY_CONFIG=${CONFIG//$NP_INCLUDE/NUMPY_INCLUDE}
+# The patches this build applies, in order (speedups.sh applies them; see PATCHES above).
+case "$PATCHES" in
+  0) SELECTED=() ;;
+  1) SELECTED=("$HERE"/patches/*.patch) ;;
+  [0-9][0-9][0-9][0-9])
+     SELECTED=()
+     for p in "$HERE"/patches/*.patch; do
+       n=$(basename "$p"); [ "${n%%-*}" \> "$PATCHES" ] || SELECTED+=("$p")
+     done
+     [ ${#SELECTED[@]} -gt 0 ] || die "MRFNET_CAFFE_PATCHES=$PATCHES selects no patch" ;;
+  *) die "MRFNET_CAFFE_PATCHES must be 1 (all), 0 (stock) or a patch number such as 0003; got '$PATCHES'" ;;
+esac
 KEY=$( { echo "$SDIST_SHA256 recipe=$RECIPE"; cat "$HERE/fix_sources.sh"; echo "$KEY_CONFIG";
          echo "$OPENCV4_COMPAT"; echo "numpy=$NP_VERSION py=$PY_VERSION gpu=$GPU";
-         if [ "$PATCHES" = 1 ]; then cat "$HERE/speedups.sh" "$HERE"/patches/*.patch;
+         if [ "$PATCHES" != 0 ]; then cat "$HERE/speedups.sh" "${SELECTED[@]}";
          else echo "patches=$PATCHES"; fi; } | sha256sum | cut -c1-16)
 DEST="$CACHE/caffe-$KEY"
 
@@ -120,7 +138,15 @@ TREE="$WORK/caffe"
 mv "$WORK/$SDIST_NAME-$SDIST_VERSION" "$TREE"
 cd "$TREE"
 bash "$HERE/fix_sources.sh"
-if [ "$PATCHES" = 1 ]; then bash "$HERE/speedups.sh"; else say "without this project's speedups (stock baseline)"; fi
+if [ "$PATCHES" = 0 ]; then
+  say "without this project's speedups (stock baseline)"
+else  # speedups.sh applies every patch beside it: give it a folder with the selected ones
+  mkdir -p "$WORK/speedups/patches"
+  cp "$HERE/speedups.sh" "$WORK/speedups/"
+  cp "${SELECTED[@]}" "$WORK/speedups/patches/"
+  [ "$PATCHES" = 1 ] || say "patches up to $PATCHES only: $(cd "$WORK/speedups/patches" && echo *)"
+  bash "$WORK/speedups/speedups.sh"
+fi
 printf '%s\n' "$CONFIG" > Makefile.config
 
 say "compiling with $JOBS jobs (3.5 to 7 minutes on 2 cores; log: $TREE/build.log)"
@@ -142,3 +168,5 @@ rm -rf "$DEST"
 mv "$DEST.partial" "$DEST"
 say "installed $DEST"
 echo "$DEST"
+exit 0
+}
