@@ -7,9 +7,12 @@ is a fresh subprocess (evaluation.bench_worker / solver.measure), so memory peak
 process-wide levers (BLAS threads and kernels, OpenCV options, which Caffe build) can differ
 between measurements.
 
-Levers (`levers()`): BLAS threads; OpenBLAS's own CPU detection where OPENBLAS_CORETYPE pins it;
-OpenCV's Winograd convolutions; pycaffe without blob memory reuse (MRFNET_BLOB_REUSE=0); and,
-with --baseline-caffe DIR (`make bench` builds one with MRFNET_CAFFE_PATCHES=0), the stock Caffe
+Backends: pycaffe, OpenCV dnn and ONNX Runtime (on the net's ONNX export, made once per model
+before its rows and timed apart).
+Levers (`levers()`): threads (BLAS, OpenCV, ONNX Runtime); OpenBLAS's own CPU detection where
+OPENBLAS_CORETYPE pins it; OpenCV's Winograd convolutions; pycaffe without blob memory reuse
+(MRFNET_BLOB_REUSE=0); ONNX Runtime's graph optimisation level and memory arena; and, with
+--baseline-caffe DIR (`make bench` builds one with MRFNET_CAFFE_PATCHES=0), the stock Caffe
 build without this project's patches, for before/after.
 
 Writes OUT/benchmarks.md and OUT/benchmarks.json.
@@ -27,23 +30,30 @@ LAYERS = ["256,256,3,64,64", "64,64,3,128,128", "32,32,3,256,256", "96,32,3,256,
 # (variant, WIDTHxHEIGHT, repeats, levers beyond "default")
 FORWARDS = [("mrfnet", "256x256", 5, "all"), ("lwrefinenet", "256x256", 5, ()),
             ("refinenet", "256x256", 5, ()), ("rcrefinenet", "256x256", 5, ()),
-            ("mrfnet", "1280x720", 3, ("stock Caffe", "no blob reuse"))]
+            ("mrfnet", "1280x720", 3, ("stock Caffe", "no blob reuse", "no memory arena"))]
+BACKENDS = ("caffe", "opencv", "onnxruntime")
 PINNED_BLAS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def levers(baseline_caffe=None, environ=os.environ):
     """name -> {"backends", "env" (additions), "unset", "pythonpath", "args" (worker options),
     "whole_net" (True: it changes whole nets, not one GEMM, so it has no single-layer rows)}."""
-    out = {"default": {"backends": ("caffe", "opencv")},
-           "1 thread": {"backends": ("caffe", "opencv"),
+    out = {"default": {"backends": BACKENDS},
+           "1 thread": {"backends": BACKENDS,
                         "env": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
-                        "args": {"opencv": ["--cv-threads", "1"]}}}
+                        "args": {"opencv": ["--cv-threads", "1"],
+                                 "onnxruntime": ["--ort-threads", "1"]}}}
     if environ.get("OPENBLAS_CORETYPE"):
         out["OpenBLAS detects CPU"] = {"backends": ("caffe",), "unset": PINNED_BLAS}
     out["Winograd off"] = {"backends": ("opencv",), "args": {"opencv": ["--cv-winograd", "0"]},
                            "whole_net": True}
     out["no blob reuse"] = {"backends": ("caffe",), "env": {"MRFNET_BLOB_REUSE": "0"},
                             "whole_net": True}
+    for level in ("extended", "basic"):
+        out[f"graph opt {level}"] = {"backends": ("onnxruntime",), "whole_net": True,
+                                     "args": {"onnxruntime": ["--ort-opt", level]}}
+    out["no memory arena"] = {"backends": ("onnxruntime",), "whole_net": True,
+                              "args": {"onnxruntime": ["--ort-arena", "0"]}}
     if baseline_caffe:
         out["stock Caffe"] = {"backends": ("caffe",), "whole_net": True,
                               "pythonpath": str(Path(baseline_caffe) / "python")}
@@ -99,6 +109,18 @@ def _model(variant, workdir):
         return str(deploy), str(weights), "random (timing does not depend on values)"
 
 
+def _onnx_model(deploy, weights, workdir, variant, done):
+    """The ONNX export the ONNX Runtime rows run (made once per variant; `done` keeps
+    {variant: (path, seconds the export took)})."""
+    from inference.onnx_export import export
+    if variant not in done:
+        t0 = time.perf_counter()
+        path = export(deploy, weights, Path(workdir) / f"{variant}.onnx")
+        done[variant] = (str(path), time.perf_counter() - t0)
+        _say(f"export {variant} to ONNX: {done[variant][1]:.2f} s")
+    return done[variant]
+
+
 def _macs(variant, size):
     from prototxt_gen.summary import variant_stats
     w, h = (int(v) for v in size.split("x"))
@@ -108,7 +130,7 @@ def _macs(variant, size):
 
 def _layers(all_levers):
     rows = []
-    for backend in ("caffe", "opencv"):
+    for backend in BACKENDS:
         for name, lever in all_levers.items():
             if backend not in lever["backends"] or lever.get("whole_net"):
                 continue
@@ -122,22 +144,25 @@ def _layers(all_levers):
 
 
 def _forwards(all_levers, quick):
-    rows, profiles = [], []
+    rows, profiles, exported = [], [], {}
     with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as tmp:
         for variant, size, repeat, extra in FORWARDS:
             if quick and size != "256x256":
                 continue
             deploy, weights, origin = _model(variant, tmp)
             macs, params = _macs(variant, size)
-            for backend in ("caffe", "opencv"):
+            for backend in BACKENDS:
+                files, export_s = weights, None
+                if backend == "onnxruntime":
+                    files, export_s = _onnx_model(deploy, weights, tmp, variant, exported)
                 for name, lever in all_levers.items():
                     if backend not in lever["backends"] or (
                             name != "default" and extra != "all" and name not in extra):
                         continue
                     r = _worker(["forward", "--backend", backend, "--deploy", deploy, "--weights",
-                                 weights, "--size", size, "--repeat", str(repeat)], lever, backend)
+                                 files, "--size", size, "--repeat", str(repeat)], lever, backend)
                     r.update(variant=variant, size=size, backend=backend, lever=name, macs=macs,
-                             params=params, weights=origin,
+                             params=params, weights=origin, export_s=export_s,
                              gflops=2 * macs / r["forward_median_s"] / 1e9)
                     rows.append(r)
                     _say(f"forward {variant} {size} {backend} [{name}]: load {r['load_s']:.2f} s, "
@@ -192,6 +217,7 @@ def measure(quick=False, baseline_caffe=None):
 def _machine():
     import cv2
     import numpy
+    import onnxruntime
     cpu = "?"
     try:
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
@@ -199,6 +225,7 @@ def _machine():
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": numpy.__version__, "opencv": cv2.__version__,
+            "onnxruntime": onnxruntime.__version__,
             "blas": "OpenBLAS (Debian libopenblas0-pthread)",
             "env": {k: os.environ[k] for k in (*PINNED_BLAS, "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
                     if k in os.environ}}
@@ -206,7 +233,7 @@ def _machine():
 
 def _lever_note(res):
     env = res["machine"]["env"]
-    notes = ["Levers: **1 thread** = OpenBLAS and OpenCV limited to one thread"]
+    notes = ["Levers: **1 thread** = OpenBLAS, OpenCV and ONNX Runtime limited to one thread"]
     if "OpenBLAS detects CPU" in res["levers"]:
         pinned = ", ".join(f"{k}={env[k]}" for k in PINNED_BLAS if k in env)
         notes.append(f"**OpenBLAS detects CPU** = without this machine's {pinned} (OpenBLAS picks "
@@ -215,6 +242,12 @@ def _lever_note(res):
     if "no blob reuse" in res["levers"]:
         notes.append("**no blob reuse** = this project's Caffe with `MRFNET_BLOB_REUSE=0`: every "
                      "blob and a max pooling mask per layer kept, as before patch 0003")
+    if "no memory arena" in res["levers"]:
+        notes.append("**graph opt extended / basic** = ONNX Runtime's graph optimisation level "
+                     "below its default 'all' (extended: operator fusions without the NCHWc "
+                     "layout of 'all'; basic: constant folding and clean-ups only); **no memory "
+                     "arena** = ONNX Runtime with `enable_cpu_mem_arena` off (freed memory goes "
+                     "back to the system instead of being kept for the next forward)")
     if res.get("baseline_caffe"):
         notes.append("**stock Caffe** = the same Caffe built without this project's patches "
                      "(`MRFNET_CAFFE_PATCHES=0`: no shared im2col buffer, the direct max-pooling "
@@ -235,7 +268,7 @@ def markdown(res):
     lines = ["# Benchmarks", "",
              f"One run of `make bench` ({res['started']} to {res['finished']}) on {m['cpu']}, "
              f"{m['cores']} cores, CPU only; Python {m['python']}, numpy {m['numpy']}, OpenCV {m['opencv']}, "
-             f"Caffe with {m['blas']}. The machine is shared: compare ratios within this run, "
+             f"{_ort_version(m)}Caffe with {m['blas']}. The machine is shared: compare ratios within this run, "
              f"not absolute times across runs.{load_txt} Raw numbers: `benchmarks.json`.", "",
              _lever_note(res), "", *_ratio_lines(res),
              "## Practical limit: one convolution layer alone (batch 1, fp32, median of 5)", "",
@@ -247,7 +280,8 @@ def markdown(res):
         lines.append(f"| {r['layer']} | {r['backend']} | {r['lever']} | {_core(r)} | "
                      f"{1000 * r['median_s']:.1f} | {r['gflops']:.1f} |")
     lines += ["", "## Deploy forward (batch 1, after one warm-up; median)", "",
-              "Model load (prototxt + caffemodel) is timed apart from the forward. GFLOP/s = "
+              "Model load (prototxt + caffemodel; for onnxruntime the exported .onnx) is timed "
+              "apart from the forward. GFLOP/s = "
               "multiply-adds x 2 / forward time; 'of limit' compares it with the best single layer "
               "of the same backend and lever in this run (of the default lever where the lever has "
               "no single-layer row).", "",
@@ -259,7 +293,7 @@ def markdown(res):
                      f"{r['load_s']:.2f} | {r['forward_median_s']:.3f} | {r['gflops']:.1f} | "
                      f"{r['gflops'] / limit:.0%} | {r['peak_rss_mb']:.0f} |")
     weights = sorted({r["weights"] for r in res["forward"]})
-    lines += ["", f"Weights timed: {', '.join(weights)}.", ""]
+    lines += ["", f"Weights timed: {', '.join(weights)}.", *_export_line(res["forward"]), ""]
     lines += _profile_table(res.get("profile", []))
     lines += ["## Training (MRFNet, 4 paths, pycaffe Adam step, Python loss; fresh process)", "",
               "| setting | batch | crop | lever | s/iteration | peak RSS MB |", "|---|---|---|---|---|---|"]
@@ -305,14 +339,40 @@ def _ratio_lines(res):
     for size in ("256x256", "1280x720"):
         both(("mrfnet", size, "opencv", "default"), ("mrfnet", size, "caffe", "default"),
              f"MRFNet {size}, OpenCV dnn vs pycaffe (this project's build)")
+        both(("mrfnet", size, "onnxruntime", "default"), ("mrfnet", size, "caffe", "default"),
+             f"MRFNet {size}, ONNX Runtime vs pycaffe (this project's build)")
+        both(("mrfnet", size, "onnxruntime", "default"), ("mrfnet", size, "opencv", "default"),
+             f"MRFNet {size}, ONNX Runtime vs OpenCV dnn")
     both(("mrfnet", "256x256", "caffe", "OpenBLAS detects CPU"), ("mrfnet", "256x256", "caffe", "default"),
          "pycaffe MRFNet 256x256, OpenBLAS's own CPU detection vs the pinned kernels")
-    for backend, label in (("caffe", "pycaffe"), ("opencv", "OpenCV")):
+    for backend, label in (("caffe", "pycaffe"), ("opencv", "OpenCV"), ("onnxruntime", "ONNX Runtime")):
         both(("mrfnet", "256x256", backend, "1 thread"), ("mrfnet", "256x256", backend, "default"),
-             f"{label} MRFNet 256x256, 1 thread vs 2")
+             f"{label} MRFNet 256x256, 1 thread vs the default")
     both(("mrfnet", "256x256", "opencv", "Winograd off"), ("mrfnet", "256x256", "opencv", "default"),
          "OpenCV MRFNet 256x256, Winograd off vs on")
+    for level in ("extended", "basic"):
+        both(("mrfnet", "256x256", "onnxruntime", f"graph opt {level}"),
+             ("mrfnet", "256x256", "onnxruntime", "default"),
+             f"ONNX Runtime MRFNet 256x256, graph optimisation {level} vs all")
+    for size in ("256x256", "1280x720"):
+        both(("mrfnet", size, "onnxruntime", "no memory arena"),
+             ("mrfnet", size, "onnxruntime", "default"),
+             f"ONNX Runtime MRFNet {size}, memory arena off vs on")
     return ["## This run in ratios", ""] + lines + [""] if lines else []
+
+
+def _ort_version(m):
+    return f"ONNX Runtime {m['onnxruntime']}, " if m.get("onnxruntime") else ""
+
+
+def _export_line(rows):
+    """How long `mrfnet export` (prototxt + caffemodel -> .onnx) took per variant."""
+    took = {r["variant"]: r["export_s"] for r in rows if r.get("export_s") is not None}
+    if not took:
+        return []
+    return ["", "ONNX Runtime ran each net's ONNX export (inference.onnx_export, as "
+            "`mrfnet export` writes it; made once per model, before its rows): "
+            + ", ".join(f"{v} {t:.2f} s" for v, t in took.items()) + "."]
 
 
 def _core(r):

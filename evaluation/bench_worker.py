@@ -4,7 +4,8 @@ A fresh process per measurement keeps peak memory attributable and lets the benc
 process-wide levers (OPENBLAS_NUM_THREADS, OpenCV's thread count) between measurements.
 Prints one JSON line.
 
-    forward: load a deploy net on a backend, warm up, time `repeat` forwards (median)
+    forward: load a deploy net on a backend, warm up, time `repeat` forwards (median); for
+             onnxruntime --weights is the net's ONNX export and --ort-* set its options
     layer:   one convolution layer alone, the practical GFLOP/s limit of a backend here
     profile: pycaffe forward time per layer type (where the time of a deploy forward goes)
 
@@ -54,12 +55,20 @@ def _cv_options(cv_threads, cv_winograd):
     return (lambda net: net.enableWinograd(bool(cv_winograd))) if cv_winograd is not None else None
 
 
-def time_forward(backend, deploy, weights, height, width, repeat, cv_threads=None, cv_winograd=None):
+def _ort_options(ort_threads=None, ort_opt=None, ort_arena=None):
+    """The onnxruntime backend's options that were given (the others keep its defaults)."""
+    given = {"threads": ort_threads, "optimization": ort_opt,
+             "arena": None if ort_arena is None else bool(ort_arena)}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def time_forward(backend, deploy, weights, height, width, repeat, cv_threads=None, cv_winograd=None,
+                 ort_options=None):
     from inference.backends import load
 
     configure = _cv_options(cv_threads, cv_winograd) if backend == "opencv" else None
     t0 = time.perf_counter()
-    net = load(str(deploy), str(weights), backend)
+    net = load(str(deploy), str(weights), backend, **(ort_options or {}))
     load_s = time.perf_counter() - t0
     if configure:
         configure(net.net)
@@ -105,7 +114,7 @@ def profile_forward(deploy, weights, height, width, repeat):
     return {"ms_by_type": ms, "total_ms": sum(ms.values())}
 
 
-def time_layer(backend, cin, cout, k, h, w, repeat, cv_threads=None):
+def time_layer(backend, cin, cout, k, h, w, repeat, cv_threads=None, ort_options=None):
     with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as d:
         deploy = os.path.join(d, "conv.prototxt")
         with open(deploy, "w") as f:
@@ -117,6 +126,16 @@ def time_layer(backend, cin, cout, k, h, w, repeat, cv_threads=None):
             net = caffe.Net(deploy, weights, caffe.TEST)
             net.blobs["data"].data[...] = np.random.default_rng(0).uniform(0, 1, (1, cin, h, w))
             run = net.forward
+        elif backend == "onnxruntime":
+            from inference.onnx_export import export
+            from inference.backends import ort_session
+            # the single-layer net has no "predict_deblur": a bare session, the backend's options
+            session = ort_session(str(export(deploy, weights, os.path.join(d, "conv.onnx"))),
+                                  **(ort_options or {}))
+            blob = np.random.default_rng(0).uniform(0, 1, (1, cin, h, w)).astype(np.float32)
+
+            def run():
+                return session.run(None, {"data": blob})
         else:
             import cv2
             _cv_options(cv_threads, None)
@@ -139,9 +158,11 @@ def time_layer(backend, cin, cout, k, h, w, repeat, cv_threads=None):
 
 
 def main(argv=None):
+    from inference.backends import BACKENDS, ORT_LEVELS
+
     p = argparse.ArgumentParser(prog="python -m evaluation.bench_worker")
     p.add_argument("what", choices=["forward", "layer", "profile"])
-    p.add_argument("--backend", choices=["caffe", "opencv"], default="caffe")
+    p.add_argument("--backend", choices=BACKENDS, default="caffe")
     p.add_argument("--deploy")
     p.add_argument("--weights")
     p.add_argument("--size", default="256x256", help="WIDTHxHEIGHT")
@@ -149,15 +170,21 @@ def main(argv=None):
     p.add_argument("--layer", default="256,256,3,64,64", help="cin,cout,k,h,w")
     p.add_argument("--cv-threads", type=int)
     p.add_argument("--cv-winograd", type=int, choices=[0, 1])
+    p.add_argument("--ort-threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--ort-opt", choices=ORT_LEVELS,
+                   help="ONNX Runtime graph optimisation level")
+    p.add_argument("--ort-arena", type=int, choices=[0, 1], help="ONNX Runtime CPU memory arena")
     a = p.parse_args(argv)
+    ort = _ort_options(a.ort_threads, a.ort_opt, a.ort_arena)
     w, h = (int(v) for v in a.size.lower().split("x"))
     if a.what == "forward":
-        out = time_forward(a.backend, a.deploy, a.weights, h, w, a.repeat, a.cv_threads, a.cv_winograd)
+        out = time_forward(a.backend, a.deploy, a.weights, h, w, a.repeat, a.cv_threads,
+                           a.cv_winograd, ort)
     elif a.what == "profile":
         out = profile_forward(a.deploy, a.weights, h, w, a.repeat)
     else:
         cin, cout, k, h, w = (int(v) for v in a.layer.split(","))
-        out = time_layer(a.backend, cin, cout, k, h, w, a.repeat, a.cv_threads)
+        out = time_layer(a.backend, cin, cout, k, h, w, a.repeat, a.cv_threads, ort)
     out["blas_core"] = blas_core()
     print(json.dumps(out))
 

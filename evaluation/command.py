@@ -2,7 +2,7 @@
 Table IV timing per backend, and optionally Table III training memory; writes run files.
 
     mrfnet eval --pairs gopro ROOT --variant mrfnet --out runs/gopro_mrfnet
-    mrfnet eval --blur B --sharp S --weights W.caffemodel --backend caffe --backend opencv --out D
+    mrfnet eval --blur B --sharp S --weights W.caffemodel --backend caffe --backend onnxruntime --out D
     mrfnet eval --pairs gopro ROOT --identity --out D        # scores the blurred input itself
     mrfnet eval --memory --variant mrfnet --out D             # Table III only
 
@@ -42,8 +42,10 @@ def add_arguments(p):
                    help="default models/<variant>/<variant>.caffemodel")
     m.add_argument("--identity", action="store_true",
                    help="no net: score the blurred input as the output (pipeline check)")
-    m.add_argument("--backend", action="append", choices=BACKENDS, metavar="{caffe,opencv}",
-                   help="backend(s) to run and time; repeat for several (default caffe)")
+    m.add_argument("--backend", action="append", choices=BACKENDS,
+                   metavar="{" + ",".join(BACKENDS) + "}",
+                   help="backend(s) to run and time; repeat for several (default caffe, the "
+                        "reference; onnxruntime runs the net's ONNX export, or --weights X.onnx)")
     m.add_argument("--gpu", action="store_true", help="pycaffe on GPU 0 (CUDA builds only)")
     m.add_argument("--allow-python-layers", action="store_true")
     m.add_argument("--tile-mem", type=float, metavar="MB", help="as in `mrfnet deblur`")

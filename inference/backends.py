@@ -1,6 +1,6 @@
-"""Two ways to run a deploy net behind one small interface.
+"""Three ways to run a deploy net behind one small interface.
 
-    backend = load(deploy, weights, backend="caffe" | "opencv")
+    backend = load(deploy, weights, backend="caffe" | "opencv" | "onnxruntime")
     out = backend.forward(x)      # x: float32 N x 3 x H x W, BGR, values in [0, 1]
                                   # out: float32 N x 3 x H x W ("predict_deblur"), same convention
 
@@ -8,11 +8,15 @@
   CUDA. Weights are checked against the prototxt before copying (see inference.weights).
 - "opencv": cv2.dnn.readNetFromCaffe on the same two files, so people can deblur without building
   Caffe (imports no caffe module at all).
+- "onnxruntime": ONNX Runtime (CPU provider) on the ONNX export of the same two files
+  (inference.onnx_export; exported once per caffemodel into the cache), or on an .onnx file
+  given as the weights (then no Caffe module is imported either).
 
 H and W must be multiples of `backend.stride` (2^(P-1), read from the net's blob shapes); the
 tiling module pads for that. `memory_model()` gives (fixed bytes, bytes per input pixel) for
 choosing tile sizes.
 """
+import math
 import os
 import time
 from pathlib import Path
@@ -26,7 +30,9 @@ from .netfile import DeployNet, get_all, get_one
 
 INPUT_BLOB = "data"
 OUTPUT_BLOB = "predict_deblur"
-BACKENDS = ("caffe", "opencv")
+BACKENDS = ("caffe", "opencv", "onnxruntime")
+# ONNX Runtime's graph optimisation levels, by the names the options take.
+ORT_LEVELS = ("all", "extended", "basic", "disabled")
 # Probe side for shape questions: a multiple of every power-of-two stride up to 256.
 _PROBE = 256
 
@@ -236,13 +242,10 @@ class OpenCVBackend(Backend):
         where nothing can be measured, the sum of all blobs is used.
         """
         if self._memory is None:
-            from .memprobe import measure
-
             shape = [1, 3, _PROBE, _PROBE]
             weights, all_blobs = self.net.getMemoryConsumption(shape)
-            measured = measure(self.deploy, self.weights, "opencv", _PROBE)
-            ok = measured is not None and measured >= self._live_blob_peak(shape)
-            self._memory = (int(weights), float(measured if ok else all_blobs) / (_PROBE * _PROBE))
+            self._memory = _measured_model(self, self.weights, weights,
+                                           self._live_blob_peak(shape), all_blobs)
         return self._memory
 
     def _live_blob_peak(self, shape):
@@ -254,9 +257,125 @@ class OpenCVBackend(Backend):
         for layer in self.netfile.layers:
             for top, out in zip(layer["tops"], out_shapes.get(layer["name"], ())):
                 size.setdefault(top, 4 * int(np.prod(out)))
-        life = self.netfile.lifetimes(keep=[self.output_blob])
-        return max(sum(size.get(b, 0) for b, (first, last) in life.items() if first <= i <= last)
-                   for i in range(len(self.netfile.layers)))
+        return live_blob_bytes(self.netfile, size, keep=[self.output_blob])
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime's CPU provider on the ONNX export of the deploy net.
+
+    `weights` is a caffemodel (exported once into inference.onnx_export.cache_dir(), keyed by
+    both files' contents, and run from there) or an .onnx file made by `mrfnet export` (checked
+    against the deploy net: input, outputs, every weight's shape). ONNX Runtime's own options:
+    `threads` (intra-op threads; None = ONNX Runtime's choice, one per physical core),
+    `optimization` (graph optimisation level, one of ORT_LEVELS; "all" adds the NCHWc layout
+    that makes its convolutions fast) and `arena` (its CPU memory arena, which keeps freed
+    memory for the next forward instead of returning it).
+    """
+
+    name = "onnxruntime"
+    device = "cpu"
+
+    def __init__(self, deploy, weights, allow_python_layers=False, threads=None,
+                 optimization="all", arena=True):
+        try:
+            import onnxruntime  # noqa: F401  (imported before the load is timed)
+        except ImportError as exc:
+            raise InferenceError("--backend onnxruntime needs the 'onnxruntime' package: "
+                                 "pip install -r requirements.txt") from exc
+        if optimization not in ORT_LEVELS:
+            raise InferenceError(f"unknown ONNX Runtime optimisation level {optimization!r}: "
+                                 f"choose one of {', '.join(ORT_LEVELS)}")
+        self.options = {"threads": threads, "optimization": optimization, "arena": arena}
+        self._memory = None
+        super().__init__(deploy, weights, allow_python_layers)
+
+    def _load(self):
+        from .onnx_export import NetGraph, build_model, cached_export, read_checked_onnx
+
+        self.graph = NetGraph(self.netfile)
+        self.exported = False
+        if self.weights.suffix.lower() == ".onnx":
+            self.onnx_path = self.weights
+            model = read_checked_onnx(self.weights, self.graph)
+        else:
+            try:
+                self.onnx_path, self.exported = cached_export(self.deploy, self.weights)
+                model = str(self.onnx_path)
+            except OSError:  # no writable cache: export into memory, every run
+                self.onnx_path, self.exported = None, True
+                model = build_model(self.deploy, self.weights, self.graph).SerializeToString()
+        try:
+            self.session = ort_session(model, **self.options)
+        except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidGraph, ...)
+            raise InferenceError(f"ONNX Runtime could not load {self.onnx_path or self.weights}: "
+                                 f"{_first_line(exc)}") from exc
+
+    def _stride(self):
+        return self.graph.stride(_PROBE)
+
+    def _forward(self, x):
+        try:
+            return np.asarray(self.session.run([OUTPUT_BLOB], {INPUT_BLOB: x})[0],
+                              dtype=np.float32)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise InferenceError(f"ONNX Runtime forward of {self.onnx_path or self.weights} "
+                                 f"failed: {_first_line(exc)}") from exc
+
+    def describe(self):
+        return f"{self.name} ({self.device}, {self.onnx_path or 'exported in memory'})"
+
+    def memory_model(self):
+        """(fixed bytes, bytes per input pixel) of a CPU forward, measured once per backend.
+
+        As for OpenCV: ONNX Runtime plans its buffers itself (tensors share memory once dead,
+        the NCHWc layout adds reordered copies), so the peak RSS growth of one forward at a
+        probe size is measured in a fresh process (inference.memprobe). A measurement below the
+        bytes of blobs alive at one time (from the layer graph) is not trusted; then, and where
+        nothing can be measured, the sum of all blobs is used.
+        """
+        if self._memory is None:
+            size = self.graph.blob_bytes(_PROBE, _PROBE)
+            params = sum(math.prod(s) for ss in self.graph.param_shapes().values() for s in ss)
+            self._memory = _measured_model(
+                self, self.onnx_path or self.weights, 4 * params,
+                live_blob_bytes(self.netfile, size, keep=[OUTPUT_BLOB]), sum(size.values()))
+        return self._memory
+
+
+def ort_session(model, threads=None, optimization="all", arena=True):
+    """An ONNX Runtime CPU session for `model` (a path or the model's bytes) with the options of
+    OnnxRuntimeBackend (threads None or 0: ONNX Runtime's choice)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3  # errors only; they become exceptions anyway
+    so.intra_op_num_threads = int(threads or 0)
+    level = ort.GraphOptimizationLevel
+    so.graph_optimization_level = {
+        "all": level.ORT_ENABLE_ALL, "extended": level.ORT_ENABLE_EXTENDED,
+        "basic": level.ORT_ENABLE_BASIC, "disabled": level.ORT_DISABLE_ALL}[optimization]
+    so.enable_cpu_mem_arena = bool(arena)
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def live_blob_bytes(netfile, size, keep=()):
+    """The most bytes of blobs alive at once over the layers of `netfile` ({blob: bytes} for
+    the sizes, lifetimes from the layer graph, blobs in `keep` to the end): a lower bound for
+    the memory of any forward."""
+    life = netfile.lifetimes(keep=keep)
+    return max(sum(size.get(b, 0) for b, (first, last) in life.items() if first <= i <= last)
+               for i in range(len(netfile.layers)))
+
+
+def _measured_model(backend, weights, fixed, live, all_blobs):
+    """(fixed, bytes per pixel): the peak growth of one forward at the probe size, measured in
+    a fresh process (inference.memprobe), or `all_blobs` bytes where that measurement is
+    missing or below `live` (the blobs alive at one time, a lower bound)."""
+    from .memprobe import measure
+
+    measured = measure(backend.deploy, weights, backend.name, _PROBE)
+    ok = measured is not None and measured >= live
+    return int(fixed), float(measured if ok else all_blobs) / (_PROBE * _PROBE)
 
 
 def _plain(conv_param):
@@ -271,6 +390,11 @@ def _cv_msg(exc):
     return lines[-1] if lines else str(exc)
 
 
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def caffe_has_cuda():
     """True when the imported Caffe library links the CUDA runtime (a GPU build)."""
     import caffe  # noqa: F401  (load the shared libraries first)
@@ -281,12 +405,20 @@ def caffe_has_cuda():
     return "libcudart" in maps
 
 
-def load(deploy, weights, backend="caffe", gpu=False, allow_python_layers=False):
-    """Open a deploy net with its weights on the chosen backend (see module docstring)."""
+def load(deploy, weights, backend="caffe", gpu=False, allow_python_layers=False, **options):
+    """Open a deploy net with its weights on the chosen backend (see module docstring).
+    `options` go to the onnxruntime backend (threads, optimization, arena)."""
+    if backend not in BACKENDS:
+        raise InferenceError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if gpu and backend != "caffe":
+        raise InferenceError("--gpu is only supported with --backend caffe")
+    if options and backend != "onnxruntime":
+        raise InferenceError(f"options {', '.join(options)} are for --backend onnxruntime only")
+    if Path(weights).suffix.lower() == ".onnx" and backend != "onnxruntime":
+        raise InferenceError(f"{weights} is an ONNX model: run it with --backend onnxruntime, "
+                             f"or give {backend} the .caffemodel it was exported from")
     if backend == "caffe":
         return CaffeBackend(deploy, weights, gpu=gpu, allow_python_layers=allow_python_layers)
     if backend == "opencv":
-        if gpu:
-            raise InferenceError("--gpu is only supported with --backend caffe")
         return OpenCVBackend(deploy, weights, allow_python_layers=allow_python_layers)
-    raise InferenceError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    return OnnxRuntimeBackend(deploy, weights, allow_python_layers=allow_python_layers, **options)

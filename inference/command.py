@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 from .backends import BACKENDS
+
+# The CPU default: the fastest backend of `make bench` (docs/benchmarks.md).
+DEFAULT_CPU_BACKEND = "onnxruntime"
 from .models import DEFAULT_VARIANT, VARIANTS
 
 
@@ -22,11 +25,13 @@ def add_arguments(p):
                    help="model under models/<variant>/ (default %(default)s)")
     p.add_argument("--deploy", metavar="PROTOTXT", help="deploy net (default: the variant's)")
     p.add_argument("--weights", metavar="CAFFEMODEL",
-                   help="trained weights (default: models/<variant>/<variant>.caffemodel)")
+                   help="trained weights (default: models/<variant>/<variant>.caffemodel); "
+                        "with --backend onnxruntime also an .onnx file from `mrfnet export`")
     p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="opencv = cv2.dnn on the same files (default on CPU: faster than "
-                        "pycaffe, with a third or less of its memory, docs/benchmarks.md); "
-                        "caffe = pycaffe, the reference (default with --gpu)")
+                   help="onnxruntime = ONNX Runtime on the net's ONNX export, made once per "
+                        "caffemodel into the cache (default on CPU: the fastest, DEFAULT_FIGURES, "
+                        "docs/benchmarks.md); opencv = cv2.dnn on the same files (no Caffe "
+                        "needed); caffe = pycaffe, the reference (default with --gpu)")
     p.add_argument("--gpu", action="store_true", help="pycaffe on GPU 0 (needs a CUDA build)")
     p.add_argument("--jpeg", action="store_true",
                    help="write JPEG instead of PNG (as the authors did; lowers PSNR)")
@@ -73,7 +78,7 @@ def run(args):
         for what, why in failures:
             print(f"error: {what}: {why}", file=sys.stderr)
         return _fail("no images to deblur")
-    backend_name = args.backend or ("caffe" if args.gpu else "opencv")
+    backend_name = args.backend or ("caffe" if args.gpu else DEFAULT_CPU_BACKEND)
     try:
         deploy, weights = resolve_model(args.variant, args.deploy, args.weights)
         backend = load(deploy, weights, backend_name, gpu=args.gpu,
@@ -81,6 +86,9 @@ def run(args):
     except (ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
     limit = args.tile_mem or default_mem_limit_mb()
+    if getattr(backend, "exported", False):
+        print(f"deblur: exported {deploy} + {weights} to ONNX once for onnxruntime: "
+              f"{backend.onnx_path or '(in memory: the cache is not writable)'}", file=sys.stderr)
     print(f"deblur: {len(mapping)} image(s) with {deploy} + {weights} on {backend.describe()}, "
           f"stride {backend.stride}, memory limit {limit:.0f} MB per forward; "
           "net input BGR in [0,1]", file=sys.stderr)

@@ -18,5 +18,9 @@ class WeightsMismatchError(InferenceError):
     """A caffemodel does not fit the deploy prototxt (missing layers or other shapes)."""
 
 
+class UnsupportedLayerError(InferenceError):
+    """A prototxt has layers that the ONNX exporter cannot express (Python layers among them)."""
+
+
 class ModelNotFoundError(FileNotFoundError):
     """A deploy prototxt or caffemodel is missing."""

@@ -1,11 +1,11 @@
 """Measure how much memory one forward pass needs, in a fresh process.
 
-    python -m inference.memprobe DEPLOY WEIGHTS [--backend opencv] [--side 256]
+    python -m inference.memprobe DEPLOY WEIGHTS [--backend opencv|onnxruntime|caffe] [--side 256]
 
 prints one JSON line: {"peak_growth_bytes": ..., "side": ...}. The tile planner uses it for
-OpenCV, whose blob reuse makes the sum of all blobs a 3-4x overestimate. It runs in its own
-process because a peak measured inside a long-lived one is unreliable: the allocator hands a
-forward memory that earlier work freed, and the growth seen is then too small.
+OpenCV and ONNX Runtime, whose memory reuse makes the sum of all blobs a 3-4x overestimate. It
+runs in its own process because a peak measured inside a long-lived one is unreliable: the
+allocator hands a forward memory that earlier work freed, and the growth seen is then too small.
 """
 import argparse
 import json
@@ -58,13 +58,14 @@ def measure(deploy, weights, backend="opencv", side=256, timeout=300):
 
 
 def main(argv=None):
+    from .backends import BACKENDS, load
+
     p = argparse.ArgumentParser(prog="python -m inference.memprobe", description=__doc__.splitlines()[0])
     p.add_argument("deploy")
     p.add_argument("weights")
-    p.add_argument("--backend", choices=["caffe", "opencv"], default="opencv")
+    p.add_argument("--backend", choices=BACKENDS, default="opencv")
     p.add_argument("--side", type=int, default=256)
     a = p.parse_args(argv)
-    from .backends import load
     backend = load(a.deploy, a.weights, a.backend)
     print(json.dumps({"peak_growth_bytes": peak_growth(backend, a.side), "side": a.side}))
     return 0

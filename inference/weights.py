@@ -20,8 +20,8 @@ def _stored_shape(blob):
     return shape, legacy, len(blob.data) or len(blob.double_data)
 
 
-def read_shapes(path):
-    """{layer name: [(shape, legacy, count), ...]} of the parameter blobs in a caffemodel."""
+def _parse(path):
+    """{layer name: [BlobProto, ...]} of the layers with parameter blobs in a caffemodel."""
     from google.protobuf.message import DecodeError
     from caffe.proto import caffe_pb2
 
@@ -35,12 +35,16 @@ def read_shapes(path):
         raise InferenceError(f"{path}: not a Caffe weights file (the caffemodel protobuf could "
                              f"not be parsed: {exc}); pass the .caffemodel written by training"
                              ) from exc
-    out = {l.name: [_stored_shape(b) for b in l.blobs]
-           for l in list(msg.layer) + list(msg.layers) if len(l.blobs)}
+    out = {l.name: list(l.blobs) for l in list(msg.layer) + list(msg.layers) if len(l.blobs)}
     if not out:
         raise InferenceError(f"{path}: contains no weights (no layer has parameter blobs); "
                              "pass the .caffemodel written by training, not a prototxt")
     return out
+
+
+def read_shapes(path):
+    """{layer name: [(shape, legacy, count), ...]} of the parameter blobs in a caffemodel."""
+    return {name: [_stored_shape(b) for b in blobs] for name, blobs in _parse(path).items()}
 
 
 def _fits(want, stored):
@@ -70,13 +74,32 @@ def problems(net_shapes, stored):
     return out
 
 
-def copy_checked(net, weights_path, deploy_path):
-    """Copy the caffemodel into pycaffe `net`, or raise naming the misfits (nothing copied)."""
-    stored = read_shapes(weights_path)
-    found = problems({k: [tuple(p.data.shape) for p in v] for k, v in net.params.items()}, stored)
+def check_fit(net_shapes, stored, weights_path, deploy_path):
+    """Raise WeightsMismatchError naming the misfits between {layer: [shape, ...]} of the net
+    and `stored` ({layer: [(shape, legacy, count), ...]} of the weights file)."""
+    found = problems(net_shapes, stored)
     if found:
         more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
         raise WeightsMismatchError(
             f"weights {weights_path} do not fit {deploy_path}: " + "; ".join(found[:3]) + more
             + ". Use the caffemodel trained for this variant and number of paths.")
+
+
+def read_checked(path, net_shapes, deploy_path):
+    """{layer: [float32 array in the net's shape, ...]} for the layers of `net_shapes`, read
+    from a caffemodel with protobuf (no Caffe net needed); raises naming any misfit."""
+    import numpy as np
+
+    blobs = _parse(path)
+    check_fit(net_shapes, {k: [_stored_shape(b) for b in v] for k, v in blobs.items()},
+              path, deploy_path)
+    return {name: [np.asarray(b.data or b.double_data, np.float32).reshape(shape)
+                   for b, shape in zip(blobs[name], shapes)]
+            for name, shapes in net_shapes.items()}
+
+
+def copy_checked(net, weights_path, deploy_path):
+    """Copy the caffemodel into pycaffe `net`, or raise naming the misfits (nothing copied)."""
+    check_fit({k: [tuple(p.data.shape) for p in v] for k, v in net.params.items()},
+              read_shapes(weights_path), weights_path, deploy_path)
     net.copy_from(str(weights_path))

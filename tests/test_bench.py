@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_levers_change_only_what_they_name():
     environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PYTHONPATH": "/x", "HOME": "/h"}
     lv = bench.levers(baseline_caffe="/builds/stock", environ=environ)
+    ort = {"graph opt extended", "graph opt basic", "no memory arena"}  # tests/test_onnx_bench.py
     assert set(lv) == {"default", "1 thread", "OpenBLAS detects CPU", "Winograd off",
-                       "no blob reuse", "stock Caffe"}
+                       "no blob reuse", "stock Caffe"} | ort
     detect = bench.lever_env(lv["OpenBLAS detects CPU"], environ)
     assert "OPENBLAS_CORETYPE" not in detect and "OPENBLAS_L2_SIZE" not in detect
     assert detect["HOME"] == "/h"
@@ -24,7 +25,7 @@ def test_levers_change_only_what_they_name():
     assert bench.lever_env(lv["1 thread"], environ)["OPENBLAS_NUM_THREADS"] == "1"
     assert bench.lever_env(lv["no blob reuse"], environ)["MRFNET_BLOB_REUSE"] == "0"
     # without a pinned core or a baseline build those levers do not exist
-    assert set(bench.levers(environ={})) == {"default", "1 thread", "Winograd off", "no blob reuse"}
+    assert set(bench.levers(environ={})) == {"default", "1 thread", "Winograd off", "no blob reuse"} | ort
 
 
 def test_profile_worker_times_every_layer_type_of_a_real_net():

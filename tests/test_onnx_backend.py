@@ -1,0 +1,116 @@
+"""The onnxruntime backend of `mrfnet deblur` / `mrfnet eval`: the CPU default, made from the
+shipped caffemodel on a fresh cache without any extra step, the same padding and tiling as the
+other backends, a memory model measured in a fresh process, and no Caffe needed for an .onnx."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from inference.backends import load  # noqa: E402
+from inference.tiling import MEM_SAFETY, deblur_float, plan_for  # noqa: E402
+from test_inference_fixtures import _probe, make_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(args, env=None, code=None):
+    cmd = [sys.executable, "-c", code, *map(str, args)] if code else \
+        [sys.executable, "-m", "mrfnet.cli", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, **(env or {})))
+
+
+def test_deblur_defaults_to_onnxruntime_and_exports_the_shipped_model_itself(tmp_path):
+    """A fresh clone: no .onnx anywhere, no --weights, no --backend: it just works, and the
+    second run reuses the export."""
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 45, 3), np.uint8)).save(
+        tmp_path / "p.png")
+    env = {"MRFNET_CACHE": str(tmp_path / "cache")}
+    first = _run(["deblur", tmp_path / "p.png", "--out", tmp_path / "o"], env)
+    assert first.returncode == 0, first.stderr
+    assert "on onnxruntime (cpu" in first.stderr and "exported" in first.stderr
+    cached = list((tmp_path / "cache" / "onnx").glob("mrfnet-*.onnx"))
+    assert len(cached) == 1
+    second = _run(["deblur", tmp_path / "p.png", "--out", tmp_path / "o2"], env)
+    assert second.returncode == 0 and "exported" not in second.stderr
+    assert list((tmp_path / "cache" / "onnx").glob("*.onnx")) == cached
+    ref = _run(["deblur", tmp_path / "p.png", "--out", tmp_path / "ref", "--backend", "caffe"])
+    a = np.asarray(Image.open(tmp_path / "o" / "p.png"), np.int16)
+    b = np.asarray(Image.open(tmp_path / "ref" / "p.png"), np.int16)
+    assert ref.returncode == 0 and a.shape == (30, 45, 3)
+    assert np.abs(a - b).max() <= 1  # float outputs within 1e-5: at most a rounding step apart
+
+
+def test_tiles_and_padding_as_the_other_backends(tmp_path):
+    deploy, weights = make_model(tmp_path, paths=3)
+    img = np.random.default_rng(2).random((150, 101, 3), dtype=np.float32)
+    ort, ref = load(deploy, weights, "onnxruntime"), load(deploy, weights, "caffe")
+    limit = 4 * 90 * 90 * ort.memory_model()[1] / 2 ** 20  # room for about 90x90 px per tile
+    a, plan = deblur_float(ort, img, limit, overlap=16)
+    b, _ = deblur_float(ref, img, limit, overlap=16)
+    assert plan.tiled and a.shape == img.shape
+    assert plan == plan_for(ort, 150, 101, limit, 16)
+    assert np.abs(a - b).max() <= 1e-5
+
+
+def test_memory_model_covers_a_real_forwards_peak(tmp_path):
+    """Measured at 256x256 in a fresh process; must cover a 512x512 forward's peak growth with
+    the planner's safety factor and not be far above it (as for OpenCV)."""
+    deploy, weights = make_model(tmp_path, paths=4)
+    onnx_file = tmp_path / "m.onnx"
+    from inference.onnx_export import export
+    export(deploy, weights, onnx_file)
+    estimate = _probe(deploy, onnx_file, "onnxruntime", "estimate", 512)
+    measured = _probe(deploy, onnx_file, "onnxruntime", "measure", 512)
+    assert measured > 50e6
+    assert measured <= MEM_SAFETY * estimate, (estimate, measured)
+    assert estimate <= 2.0 * measured, (estimate, measured)
+    b = load(deploy, onnx_file, "onnxruntime")
+    fixed, per_pixel = b.memory_model()
+    assert 0.95 * onnx_file.stat().st_size <= fixed <= onnx_file.stat().st_size  # the weights
+    total = sum(b.graph.blob_bytes(256, 256).values()) / 256 / 256
+    assert per_pixel < 0.5 * total  # the measurement, not the sum-of-blobs fallback
+
+
+_NO_CAFFE = """
+import sys, argparse
+sys.modules["caffe"] = None  # any `import caffe` now fails, as on a machine without Caffe
+from inference import command
+p = argparse.ArgumentParser()
+command.add_arguments(p)
+sys.exit(command.run(p.parse_args(sys.argv[1:])))
+"""
+
+
+def test_an_exported_file_runs_without_caffe(tmp_path):
+    deploy, weights = make_model(tmp_path)
+    from inference.onnx_export import export
+    onnx_file = export(deploy, weights, tmp_path / "m.onnx")
+    Image.fromarray(np.full((12, 10, 3), 90, np.uint8)).save(tmp_path / "y.png")
+    proc = _run([tmp_path / "y.png", "--out", tmp_path / "o", "--backend", "onnxruntime",
+                 "--deploy", deploy, "--weights", onnx_file], code=_NO_CAFFE)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "o" / "y.png").size == (10, 12)
+
+
+def test_eval_runs_and_times_the_onnxruntime_backend(tmp_path):
+    rng = np.random.default_rng(3)
+    for name in ("a.png", "b.png"):
+        for kind in ("blur", "sharp"):
+            (tmp_path / kind).mkdir(exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (40, 56, 3), np.uint8)).save(tmp_path / kind / name)
+    out = tmp_path / "run"
+    proc = _run(["eval", "--blur", tmp_path / "blur", "--sharp", tmp_path / "sharp",
+                 "--backend", "caffe", "--backend", "onnxruntime", "--out", out],
+                env={"MRFNET_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads((out / "summary.json").read_text())["results"]
+    assert set(res) == {"caffe", "onnxruntime"}
+    assert abs(res["caffe"]["psnr"] - res["onnxruntime"]["psnr"]) < 0.01
+    assert res["onnxruntime"]["load_s"] > 0 and res["onnxruntime"]["forward_mean_s"] > 0
