@@ -5,7 +5,9 @@
 #   tools/caffe/build.sh VENV_PYTHON
 #
 # Environment: MRFNET_CACHE (default ~/.cache/mrfnet-caffe), MRFNET_GPU=1 for a CUDA build
-# (CUDA_DIR, default /usr/local/cuda), MRFNET_JOBS (default: nproc), MRFNET_CAFFE_PATCHES=0 for
+# (README "GPU build": CUDA_DIR, an installed toolkit, else CUDA 13 from the pinned wheels of
+# cuda13-wheels.txt; MRFNET_CUDA_ARCH, SM numbers such as "90"; MRFNET_CAFFE_LEAN=1, without
+# OpenCV and Python layers, for tools/gpu/make_bundle.sh), MRFNET_JOBS (default: nproc), MRFNET_CAFFE_PATCHES=0 for
 # a build without this project's patches (the stock baseline `make bench` compares with), or
 # MRFNET_CAFFE_PATCHES=NNNN for the patches up to and including tools/caffe/patches/NNNN-*.patch
 # (an earlier state of this build, e.g. 0003, also a `make bench` baseline).
@@ -62,11 +64,32 @@ PY_VERSION=$("$PY" -c "import sys; print('%d.%d' % sys.version_info[:2])")
 [ "$PY_VERSION" = 3.11 ] || die "Python 3.11 is required (boost_python311); $PY is $PY_VERSION"
 
 if [ "$GPU" = 1 ]; then
-  CUDA_DIR=${CUDA_DIR:-/usr/local/cuda}
+  if [ -n "${CUDA_DIR:-}" ]; then
+    [ -x "$CUDA_DIR/bin/nvcc" ] || die "CUDA_DIR=$CUDA_DIR has no bin/nvcc (unset CUDA_DIR to use the pinned CUDA wheels)"
+  else
+    CUDA_DIR=$(bash "$HERE/cuda_from_wheels.sh" "$PY")
+  fi
+  NVCC_RELEASE=$("$CUDA_DIR/bin/nvcc" --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
+  [ -n "$NVCC_RELEASE" ] || die "$CUDA_DIR/bin/nvcc --version names no release"
+  # Machine code (SASS) for each GPU generation, plus PTX of the newest for later GPUs (their
+  # driver compiles it at first use: Blackwell, sm_100/sm_120). CUDA 13 builds for Turing
+  # (sm_75) and newer only; a CUDA 12 toolkit given as CUDA_DIR covers Volta (sm_70, V100) too.
+  # README "GPU build" says why.
+  if [ -n "${MRFNET_CUDA_ARCH:-}" ]; then ARCHES=$MRFNET_CUDA_ARCH
+  elif [ "${NVCC_RELEASE%%.*}" -ge 13 ]; then ARCHES="75 80 86 89 90"
+  else ARCHES="70 75 80 86 89 90"; fi
+  CUDA_ARCH=""
+  for a in $ARCHES; do CUDA_ARCH+="-gencode arch=compute_$a,code=sm_$a "; done
+  CUDA_ARCH+="-gencode arch=compute_${ARCHES##* },code=compute_${ARCHES##* }"
+  # No USE_NCCL: this tree has no NCCL code and its Makefile ignores the switch; multi-GPU
+  # training is the tree's P2PSync (fix_sources_cuda.sh). cuDNN stays off: cuDNN 8+ removed
+  # the cudnnGetConvolution*Algorithm calls this Caffe uses (BVLC issue 6970).
   CPU_OR_GPU="USE_CUDNN := 0
-USE_NCCL := 1
 CUDA_DIR := $CUDA_DIR
-CUDA_ARCH := -gencode arch=compute_70,code=sm_70 -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90"
+CUDA_ARCH := $CUDA_ARCH"
+  # Lines appended to the config: the binaries find the CUDA libraries through their run path.
+  GPU_CONFIG="LINKFLAGS := -Wl,-rpath,$CUDA_DIR/lib64"
+  if [ "${MRFNET_CAFFE_LEAN:-0}" = 1 ]; then GPU_CONFIG+=$'\nUSE_OPENCV := 0\nWITH_PYTHON_LAYER := 0'; fi
 else
   CPU_OR_GPU="CPU_ONLY := 1"
 fi
@@ -74,6 +97,7 @@ fi
 CONFIG=$(sed -e "s|@PYTHON_INCLUDE@|$PY_INCLUDE|" -e "s|@NUMPY_INCLUDE@|$NP_INCLUDE|" \
              -e "s|@PYTHON_LIBDIR@|$PY_LIBDIR|" "$HERE/Makefile.config.in" \
          | awk -v repl="$CPU_OR_GPU" '{ if ($0 == "@CPU_OR_GPU@") print repl; else print }')
+if [ "$GPU" = 1 ]; then CONFIG+=$'\n'"$GPU_CONFIG"; fi
 # The key covers what shapes the compiled result: sources, fixes, speedups and patches (when
 # applied), config, flags, numpy/Python.
 # Bump RECIPE when the compile steps below change in a way that changes the result.
@@ -81,6 +105,8 @@ RECIPE=1
 # Paths that differ between checkouts (the venv's numpy headers) are not part of the key:
 # numpy's version is, and the headers of one version are the same wherever they are installed.
 KEY_CONFIG=${CONFIG//$NP_INCLUDE/NUMPY_INCLUDE}
+# GPU: a toolkit from the wheels is keyed by its pins (below), not by where the cache lies.
+if [ "$GPU" = 1 ] && [ -f "$CUDA_DIR/cuda13-wheels.txt" ]; then KEY_CONFIG=${KEY_CONFIG//$CUDA_DIR/CUDA_DIR}; fi
 # The patches this build applies, in order (speedups.sh applies them; see PATCHES above).
 case "$PATCHES" in
   0) SELECTED=() ;;
@@ -96,7 +122,9 @@ esac
 KEY=$( { echo "$SDIST_SHA256 recipe=$RECIPE"; cat "$HERE/fix_sources.sh"; echo "$KEY_CONFIG";
          echo "$OPENCV4_COMPAT"; echo "numpy=$NP_VERSION py=$PY_VERSION gpu=$GPU";
          if [ "$PATCHES" != 0 ]; then cat "$HERE/speedups.sh" "${SELECTED[@]}";
-         else echo "patches=$PATCHES"; fi; } | sha256sum | cut -c1-16)
+         else echo "patches=$PATCHES"; fi
+         if [ "$GPU" = 1 ]; then cat "$HERE/fix_sources_cuda.sh"; "$CUDA_DIR/bin/nvcc" --version;
+           cat "$CUDA_DIR/cuda13-wheels.txt" 2>/dev/null || true; fi; } | sha256sum | cut -c1-16)
 DEST="$CACHE/caffe-$KEY"
 
 # Post-build layout that the compiled files expect; idempotent, so it also repairs older caches.
@@ -147,9 +175,14 @@ else  # speedups.sh applies every patch beside it: give it a folder with the sel
   [ "$PATCHES" = 1 ] || say "patches up to $PATCHES only: $(cd "$WORK/speedups/patches" && echo *)"
   bash "$WORK/speedups/speedups.sh"
 fi
+if [ "$GPU" = 1 ]; then bash "$HERE/fix_sources_cuda.sh"; fi
 printf '%s\n' "$CONFIG" > Makefile.config
 
+if [ "$GPU" = 1 ]; then
+  say "compiling for CUDA $NVCC_RELEASE, sm_${ARCHES// /, sm_}, with $JOBS jobs (GPU_BUILD_TIME; log: $TREE/build.log)"
+else
 say "compiling with $JOBS jobs (3.5 to 7 minutes on 2 cores; log: $TREE/build.log)"
+fi
 start=$(date +%s)
 if ! CXXFLAGS="$OPENCV4_COMPAT" make -j"$JOBS" all pycaffe > build.log 2>&1; then
   tail -n 40 build.log >&2

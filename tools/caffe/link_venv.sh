@@ -20,3 +20,8 @@ exec "$CAFFE_DIR/.temp_release/tools/caffe.bin" "\$@"
 WRAP
 chmod +x "$VENV/bin/caffe"
 echo "$CAFFE_DIR" > "$VENV/caffe-dir"
+# A CUDA build is also remembered on its own (`make test` links the CPU build again afterwards):
+# tests/test_gpu_build.py checks it when it exists.
+if ! grep -q '^CPU_ONLY := 1' "$CAFFE_DIR/Makefile.config" 2>/dev/null; then
+  echo "$CAFFE_DIR" > "$VENV/caffe-gpu-dir"
+fi
