@@ -7,7 +7,8 @@
 
 The file runs in ONNX Runtime (`mrfnet deblur --backend onnxruntime --weights OUT.onnx`, or
 any program with `onnxruntime.InferenceSession`) and in other ONNX readers; its input "data"
-is float32 N x 3 x H x W, BGR in [0, 1], H and W any multiples of the net's stride.
+is float32 N x 3 x H x W, BGR in [0, 1], H and W any multiples of the net's stride
+(`--fixed-size WxH` fixes them for readers that need it, such as OpenCV dnn's ONNX importer).
 After writing, ONNX Runtime and pycaffe run the same random input and the largest difference
 is printed (--no-compare skips that). Exit codes: 0 written (and agreeing), 1 written but the
 two disagree by more than the tolerance, 2 nothing written (one "error: ..." line).
@@ -32,22 +33,35 @@ def add_arguments(p):
     p.add_argument("--deploy", metavar="PROTOTXT", help="deploy net (default: the variant's)")
     p.add_argument("--weights", metavar="CAFFEMODEL",
                    help="trained weights (default: models/<variant>/<variant>.caffemodel)")
+    p.add_argument("--fixed-size", metavar="WxH",
+                   help="fixed input size (batch 1) for ONNX readers that need fixed dims, such as "
+                        "OpenCV dnn's readNetFromONNX (default: height and width dynamic)")
     p.add_argument("--no-compare", action="store_true",
                    help="skip running the export and pycaffe on one random input")
 
 
-def compare(deploy, weights, onnx_path):
-    """(max |onnxruntime - pycaffe|, input shape) on one random input of a non-square size."""
+def compare(deploy, weights, onnx_path, fixed=None):
+    """(max |onnxruntime - pycaffe|, input shape) on one random input: of the fixed size, or
+    non-square."""
     import numpy as np
 
-    from .backends import load
+    from .backends import INPUT_BLOB, OUTPUT_BLOB, load, ort_session
 
-    ort = load(deploy, onnx_path, "onnxruntime")
     caffe = load(deploy, weights, "caffe")
-    side = ort.stride * max(4, 64 // ort.stride)
-    x = np.random.default_rng(0).random((1, 3, side, side * 3 // 2 // ort.stride * ort.stride),
-                                        dtype=np.float32)
-    return float(np.abs(ort.forward(x) - caffe.forward(x)).max()), x.shape
+    s = caffe.stride
+    h, w = fixed or (s * max(4, 64 // s), s * max(4, 64 // s) * 3 // 2 // s * s)
+    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    got = ort_session(str(onnx_path)).run([OUTPUT_BLOB], {INPUT_BLOB: x})[0]
+    return float(np.abs(got - caffe.forward(x)).max()), x.shape
+
+
+def _size(text):
+    """'WxH' -> (height, width)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--fixed-size {text}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    return h, w
 
 
 def run(args):
@@ -55,10 +69,16 @@ def run(args):
     from .onnx_export import OPSET, cached_export, export
 
     t0 = time.perf_counter()
+    fixed = None
     try:
+        if args.fixed_size:
+            fixed = _size(args.fixed_size)
+            if not args.onnx:
+                raise ValueError("--fixed-size needs --onnx OUT.onnx (the cache holds the "
+                                 "dynamic-size exports that --backend onnxruntime runs)")
         deploy, weights = resolve_model(args.variant, args.deploy, args.weights)
         if args.onnx:
-            path, fresh = export(deploy, weights, args.onnx), True
+            path, fresh = export(deploy, weights, args.onnx, fixed), True
         else:
             path, fresh = cached_export(deploy, weights)
     except (ValueError, FileNotFoundError) as exc:
@@ -68,14 +88,15 @@ def run(args):
         print(f"error: cannot write the ONNX model: {exc}", file=sys.stderr)
         return 2
     what = "wrote" if fresh else "already exported (same prototxt, weights and exporter):"
+    dims = f"1 x 3 x {fixed[0]} x {fixed[1]}" if fixed else "N x 3 x H x W (H, W dynamic)"
     print(f"export: {what} {path} ({path.stat().st_size / 2 ** 20:.1f} MB, ONNX opset {OPSET}) "
           f"from {deploy} + {weights} in {time.perf_counter() - t0:.1f} s; input 'data' "
-          "N x 3 x H x W (H, W dynamic), BGR in [0, 1]", file=sys.stderr)
+          f"{dims}, BGR in [0, 1]", file=sys.stderr)
     print(path)
     if args.no_compare:
         return 0
     try:
-        diff, shape = compare(deploy, weights, path)
+        diff, shape = compare(deploy, weights, path, fixed)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: comparing the export with pycaffe: {exc}", file=sys.stderr)
         return 1

@@ -25,8 +25,9 @@ Layers, with Caffe's TEST-phase meaning (anything else is refused, naming the la
   Power                     Mul, Add, Pow   ((shift + scale x) ^ power)
   Split, Dropout            no node: later layers read the same tensor (Identity for an output)
 
-Opset 17, IR version 8: ONNX Runtime, OpenVINO, TensorRT and other ONNX readers of the last
-years load it.
+Opset 17, IR version 8, for ONNX Runtime and other ONNX readers of the last years. Readers that
+need fixed dims (OpenCV 4.10's dnn ONNX importer cannot follow symbolic H and W through the
+Concat of two scales) get an export with `fixed=(H, W)` (`mrfnet export --fixed-size WxH`).
 """
 import hashlib
 import math
@@ -300,9 +301,9 @@ class _Builder:
     """ONNX nodes for the layers, with SSA tensor names: a blob written in place (ReLU) gets a
     new tensor per write, and the last write of each blob carries the blob's own name."""
 
-    def __init__(self, graph, weights):
+    def __init__(self, graph, weights, fixed=None):
         self.onnx = _onnx()
-        self.g, self.weights = graph, weights
+        self.g, self.weights, self.fixed = graph, weights, fixed
         self.nodes, self.inits = [], []
         self.tensor = {graph.input: graph.input}
         self.names = {graph.input}
@@ -403,7 +404,11 @@ class _Builder:
             self._node("Tanh", ins, out, layer.name)
 
     def value_info(self, blob, name):
-        """Typed, shaped graph input/output: dims that follow the input's get its names."""
+        """Typed, shaped graph input/output: dims that follow the input's get its names (all
+        dims are numbers with a fixed size)."""
+        if self.fixed:
+            return self.onnx.helper.make_tensor_value_info(
+                name, self.onnx.TensorProto.FLOAT, list(self.g.shapes(*self.fixed)[blob]))
         a, b = (self.g.shapes(h, w) for h, w in _PROBES)
         dims = []
         for k, (da, db) in enumerate(zip(a[blob], b[blob])):
@@ -417,8 +422,10 @@ class _Builder:
         return self.onnx.helper.make_tensor_value_info(name, self.onnx.TensorProto.FLOAT, dims)
 
 
-def build_model(deploy, weights, graph=None):
-    """The ONNX model of a deploy prototxt with the weights of a caffemodel.
+def build_model(deploy, weights, graph=None, fixed=None):
+    """The ONNX model of a deploy prototxt with the weights of a caffemodel; H and W dynamic,
+    or `fixed` = (height, width) with batch 1 for readers that need fixed dims (OpenCV dnn's
+    ONNX importer, for one).
 
     Raises ModelNotFoundError for a missing file, UnsupportedLayerError for a layer ONNX
     cannot express here, WeightsMismatchError when the caffemodel does not fit the net and
@@ -431,8 +438,13 @@ def build_model(deploy, weights, graph=None):
     weights = Path(weights)
     if weights.suffix.lower() == ".onnx":
         raise InferenceError(f"{weights} is already an ONNX model; export reads a .caffemodel")
+    if fixed:
+        stride = graph.stride()
+        if any(d < 1 or d % stride for d in fixed):
+            raise InferenceError(f"fixed size {fixed[1]}x{fixed[0]}: width and height must be "
+                                 f"positive multiples of the net's stride {stride}")
     arrays = read_checked(weights, graph.param_shapes(), graph.path)
-    b = _Builder(graph, arrays)
+    b = _Builder(graph, arrays, fixed)
     for i, layer in enumerate(graph.layers):
         b.add(i, layer)
     g = onnx.helper.make_graph(
@@ -471,9 +483,10 @@ def save_checked(model, out):
     return out
 
 
-def export(deploy, weights, out):
-    """Write the ONNX model of `deploy` + `weights` to `out`; returns the path."""
-    return save_checked(build_model(deploy, weights), out)
+def export(deploy, weights, out, fixed=None):
+    """Write the ONNX model of `deploy` + `weights` to `out` (see build_model); returns the
+    path."""
+    return save_checked(build_model(deploy, weights, fixed=fixed), out)
 
 
 def cache_dir():
@@ -523,19 +536,24 @@ def read_checked_onnx(path, graph):
                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
                              f"{hint}") from exc
     inits = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    inputs = [i.name for i in model.graph.input if i.name not in inits]
+    inputs = [i for i in model.graph.input if i.name not in inits]
     outputs = [o.name for o in model.graph.output]
     found = []
-    if inputs != [graph.input]:
-        found.append(f"inputs {inputs}, the net's is [{graph.input!r}]")
+    if [i.name for i in inputs] != [graph.input]:
+        found.append(f"inputs {[i.name for i in inputs]}, the net's is [{graph.input!r}]")
+    elif any(d.HasField("dim_value") for d in inputs[0].type.tensor_type.shape.dim[2:]):
+        found.append("its input has a fixed height and width (exported with --fixed-size); "
+                     "images of every size need an export without it")
     found += [f"no output {o!r}" for o in graph.outputs if o not in outputs]
+    missing = []
     for layer, shapes in graph.param_shapes().items():
         for kind, want in zip(("weight", "bias"), shapes):
             have = inits.get(f"{layer}.{kind}")
             if have is None:
-                found.append(f"layer {layer!r} has no {kind}")
+                missing.append(f"layer {layer!r} has no {kind}")
             elif have != tuple(want):
                 found.append(f"layer {layer!r} {kind}: net wants {tuple(want)}, file has {have}")
+    found += missing  # the shapes that differ say more, so they come first
     if found:
         more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
         raise WeightsMismatchError(f"ONNX model {path} does not fit {graph.path}: "
