@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SYSPY ?= python3
 DEPS_OK := $(VENV)/.deps-ok
 
-.PHONY: all venv caffe prototxt test demo bench clean help
+.PHONY: all venv caffe prototxt test demo bench clean help caffe-gpu gpu-bundle gpu-rehearsal
 all: caffe
 
 help:
@@ -15,6 +15,9 @@ help:
 	@echo "make caffe     build BVLC Caffe from source into the cache and link it into $(VENV)"
 	@echo "make prototxt  regenerate models/<variant>/*.prototxt"
 	@echo "make bench     write docs/benchmarks.md and docs/benchmarks.json (builds a stock Caffe to compare)"
+	@echo "make caffe-gpu = MRFNET_GPU=1 make caffe: the CUDA build (not in CI; README 'GPU build')"
+	@echo "make gpu-bundle     the CUDA bundle for a lent GPU machine (.gpu/, docs/gpu.md)"
+	@echo "make gpu-rehearsal  tools/gpu/run_on_device.sh on the CPU with a bundle of the CPU build"
 
 $(DEPS_OK): requirements.txt setup.py
 	@test -x $(PY) || $(SYSPY) -m venv $(VENV)
@@ -44,3 +47,19 @@ bench: caffe
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# GPU (README "GPU build", docs/gpu.md). caffe-gpu is `MRFNET_GPU=1 make caffe`: CUDA 13 from the
+# pinned wheels, compiled and linked into the venv (`make test` links the CPU build again).
+caffe-gpu:
+	@MRFNET_GPU=1 $(MAKE) --no-print-directory caffe
+
+# The lean sm_90 CUDA build packed for the lent H200 (.gpu/ is ignored by git and travels with
+# the device tool's carry).
+gpu-bundle: $(DEPS_OK)
+	tools/gpu/make_bundle.sh
+
+# The device script on this CPU: a bundle of the venv's CPU build, tiny sizes, 40 s.
+gpu-rehearsal: caffe
+	@bundle=$$(tools/gpu/make_bundle.sh --cpu .gpu/caffe-cpu-bundle) && PYTHON=$(abspath $(PY)) \
+	  bash tools/gpu/run_on_device.sh --cpu --bundle "$$bundle" --out results/gpu-rehearsal \
+	    --budget 40 --reserve 12 --crop 32 --batch 2 --crops 1 --photo-size 128 --deploy-size 64x48 --time-iters 1
