@@ -11,7 +11,8 @@ Backends: pycaffe, OpenCV dnn and ONNX Runtime (on the net's ONNX export, made o
 before its rows and timed apart).
 Levers (`levers()`): threads (BLAS, OpenCV, ONNX Runtime); OpenBLAS's own CPU detection where
 OPENBLAS_CORETYPE pins it; OpenCV's Winograd convolutions; pycaffe without blob memory reuse
-(MRFNET_BLOB_REUSE=0); ONNX Runtime's graph optimisation level and memory arena; and, with
+(MRFNET_BLOB_REUSE=0); ONNX Runtime's graph optimisation level, memory arena and idle thread
+spinning; and, with
 --baseline-caffe DIR (`make bench` builds one with MRFNET_CAFFE_PATCHES=0), the stock Caffe
 build without this project's patches, for before/after.
 
@@ -54,6 +55,8 @@ def levers(baseline_caffe=None, environ=os.environ):
                                      "args": {"onnxruntime": ["--ort-opt", level]}}
     out["no memory arena"] = {"backends": ("onnxruntime",), "whole_net": True,
                               "args": {"onnxruntime": ["--ort-arena", "0"]}}
+    out["no thread spinning"] = {"backends": ("onnxruntime",), "whole_net": True,
+                                 "args": {"onnxruntime": ["--ort-spin", "0"]}}
     if baseline_caffe:
         out["stock Caffe"] = {"backends": ("caffe",), "whole_net": True,
                               "pythonpath": str(Path(baseline_caffe) / "python")}
@@ -247,7 +250,10 @@ def _lever_note(res):
                      "below its default 'all' (extended: operator fusions without the NCHWc "
                      "layout of 'all'; basic: constant folding and clean-ups only); **no memory "
                      "arena** = ONNX Runtime with `enable_cpu_mem_arena` off (freed memory goes "
-                     "back to the system instead of being kept for the next forward)")
+                     "back to the system instead of being kept for the next forward); **no "
+                     "thread spinning** = its idle worker threads sleep instead of spinning "
+                     "(`session.intra_op.allow_spinning` 0; on a shared machine spinning takes "
+                     "cores from other work)")
     if res.get("baseline_caffe"):
         notes.append("**stock Caffe** = the same Caffe built without this project's patches "
                      "(`MRFNET_CAFFE_PATCHES=0`: no shared im2col buffer, the direct max-pooling "
@@ -354,6 +360,9 @@ def _ratio_lines(res):
         both(("mrfnet", "256x256", "onnxruntime", f"graph opt {level}"),
              ("mrfnet", "256x256", "onnxruntime", "default"),
              f"ONNX Runtime MRFNet 256x256, graph optimisation {level} vs all")
+    both(("mrfnet", "256x256", "onnxruntime", "no thread spinning"),
+         ("mrfnet", "256x256", "onnxruntime", "default"),
+         "ONNX Runtime MRFNet 256x256, idle threads sleeping vs spinning")
     for size in ("256x256", "1280x720"):
         both(("mrfnet", size, "onnxruntime", "no memory arena"),
              ("mrfnet", size, "onnxruntime", "default"),

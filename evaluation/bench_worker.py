@@ -55,10 +55,11 @@ def _cv_options(cv_threads, cv_winograd):
     return (lambda net: net.enableWinograd(bool(cv_winograd))) if cv_winograd is not None else None
 
 
-def _ort_options(ort_threads=None, ort_opt=None, ort_arena=None):
+def _ort_options(ort_threads=None, ort_opt=None, ort_arena=None, ort_spin=None):
     """The onnxruntime backend's options that were given (the others keep its defaults)."""
     given = {"threads": ort_threads, "optimization": ort_opt,
-             "arena": None if ort_arena is None else bool(ort_arena)}
+             "arena": None if ort_arena is None else bool(ort_arena),
+             "spinning": None if ort_spin is None else bool(ort_spin)}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -174,8 +175,10 @@ def main(argv=None):
     p.add_argument("--ort-opt", choices=ORT_LEVELS,
                    help="ONNX Runtime graph optimisation level")
     p.add_argument("--ort-arena", type=int, choices=[0, 1], help="ONNX Runtime CPU memory arena")
+    p.add_argument("--ort-spin", type=int, choices=[0, 1],
+                   help="ONNX Runtime worker threads spin while idle")
     a = p.parse_args(argv)
-    ort = _ort_options(a.ort_threads, a.ort_opt, a.ort_arena)
+    ort = _ort_options(a.ort_threads, a.ort_opt, a.ort_arena, a.ort_spin)
     w, h = (int(v) for v in a.size.lower().split("x"))
     if a.what == "forward":
         out = time_forward(a.backend, a.deploy, a.weights, h, w, a.repeat, a.cv_threads,

@@ -268,15 +268,16 @@ class OnnxRuntimeBackend(Backend):
     against the deploy net: input, outputs, every weight's shape). ONNX Runtime's own options:
     `threads` (intra-op threads; None = ONNX Runtime's choice, one per physical core),
     `optimization` (graph optimisation level, one of ORT_LEVELS; "all" adds the NCHWc layout
-    that makes its convolutions fast) and `arena` (its CPU memory arena, which keeps freed
-    memory for the next forward instead of returning it).
+    that makes its convolutions fast), `arena` (a CPU memory arena, which keeps freed memory for
+    the next forward instead of returning it; see _exact_arena) and `spinning` (idle worker
+    threads spin waiting for work instead of sleeping).
     """
 
     name = "onnxruntime"
     device = "cpu"
 
     def __init__(self, deploy, weights, allow_python_layers=False, threads=None,
-                 optimization="all", arena=True):
+                 optimization="all", arena=True, spinning=True):
         try:
             import onnxruntime  # noqa: F401  (imported before the load is timed)
         except ImportError as exc:
@@ -285,7 +286,8 @@ class OnnxRuntimeBackend(Backend):
         if optimization not in ORT_LEVELS:
             raise InferenceError(f"unknown ONNX Runtime optimisation level {optimization!r}: "
                                  f"choose one of {', '.join(ORT_LEVELS)}")
-        self.options = {"threads": threads, "optimization": optimization, "arena": arena}
+        self.options = {"threads": threads, "optimization": optimization, "arena": arena,
+                        "spinning": spinning}
         self._memory = None
         super().__init__(deploy, weights, allow_python_layers)
 
@@ -342,7 +344,23 @@ class OnnxRuntimeBackend(Backend):
         return self._memory
 
 
-def ort_session(model, threads=None, optimization="all", arena=True):
+_EXACT_ARENA = []  # registered once per process
+
+
+def _exact_arena(ort):
+    """Register ONNX Runtime's shared CPU arena growing by exactly the size asked for
+    (kSameAsRequested). Its own default arena grows in powers of two, which made a forward's
+    memory per pixel jump with the image size (MRFNet P=4: 1.16 KB/px at 256x256, 1.51 at
+    384x384, 1.56 at 768x768), beyond what the tile planner's safety factor covers; with this
+    one it stays within 3% (1.41, 1.41, 1.45) at the same speed."""
+    if not _EXACT_ARENA:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                 ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
+        _EXACT_ARENA.append(info)
+
+
+def ort_session(model, threads=None, optimization="all", arena=True, spinning=True):
     """An ONNX Runtime CPU session for `model` (a path or the model's bytes) with the options of
     OnnxRuntimeBackend (threads None or 0: ONNX Runtime's choice)."""
     import onnxruntime as ort
@@ -355,6 +373,10 @@ def ort_session(model, threads=None, optimization="all", arena=True):
         "all": level.ORT_ENABLE_ALL, "extended": level.ORT_ENABLE_EXTENDED,
         "basic": level.ORT_ENABLE_BASIC, "disabled": level.ORT_DISABLE_ALL}[optimization]
     so.enable_cpu_mem_arena = bool(arena)
+    if arena:
+        _exact_arena(ort)
+        so.add_session_config_entry("session.use_env_allocators", "1")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
@@ -407,7 +429,7 @@ def caffe_has_cuda():
 
 def load(deploy, weights, backend="caffe", gpu=False, allow_python_layers=False, **options):
     """Open a deploy net with its weights on the chosen backend (see module docstring).
-    `options` go to the onnxruntime backend (threads, optimization, arena)."""
+    `options` go to the onnxruntime backend (threads, optimization, arena, spinning)."""
     if backend not in BACKENDS:
         raise InferenceError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if gpu and backend != "caffe":

@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_levers_change_only_what_they_name():
     environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PYTHONPATH": "/x", "HOME": "/h"}
     lv = bench.levers(baseline_caffe="/builds/stock", environ=environ)
-    ort = {"graph opt extended", "graph opt basic", "no memory arena"}  # tests/test_onnx_bench.py
+    ort = {"graph opt extended", "graph opt basic", "no memory arena",  # tests/test_onnx_bench.py
+           "no thread spinning"}
     assert set(lv) == {"default", "1 thread", "OpenBLAS detects CPU", "Winograd off",
                        "no blob reuse", "stock Caffe"} | ort
     detect = bench.lever_env(lv["OpenBLAS detects CPU"], environ)

@@ -63,14 +63,15 @@ def test_tiles_and_padding_as_the_other_backends(tmp_path):
 
 
 def test_memory_model_covers_a_real_forwards_peak(tmp_path):
-    """Measured at 256x256 in a fresh process; must cover a 512x512 forward's peak growth with
-    the planner's safety factor and not be far above it (as for OpenCV)."""
+    """Measured at 256x256 in a fresh process; must cover a 384x384 forward's peak growth with
+    the planner's safety factor and not be far above it (as for OpenCV). 384x384 is where ONNX
+    Runtime's default power-of-two arena needed 1.3x the memory per pixel of 256x256."""
     deploy, weights = make_model(tmp_path, paths=4)
     onnx_file = tmp_path / "m.onnx"
     from inference.onnx_export import export
     export(deploy, weights, onnx_file)
-    estimate = _probe(deploy, onnx_file, "onnxruntime", "estimate", 512)
-    measured = _probe(deploy, onnx_file, "onnxruntime", "measure", 512)
+    estimate = _probe(deploy, onnx_file, "onnxruntime", "estimate", 384)
+    measured = _probe(deploy, onnx_file, "onnxruntime", "measure", 384)
     assert measured > 50e6
     assert measured <= MEM_SAFETY * estimate, (estimate, measured)
     assert estimate <= 2.0 * measured, (estimate, measured)
