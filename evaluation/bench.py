@@ -249,8 +249,9 @@ def _lever_note(res):
         notes.append("**graph opt extended / basic** = ONNX Runtime's graph optimisation level "
                      "below its default 'all' (extended: operator fusions without the NCHWc "
                      "layout of 'all'; basic: constant folding and clean-ups only); **no memory "
-                     "arena** = ONNX Runtime with `enable_cpu_mem_arena` off (freed memory goes "
-                     "back to the system instead of being kept for the next forward); **no "
+                     "arena** = ONNX Runtime without a CPU arena (by default `mrfnet` gives it "
+                     "one that grows by exactly what is asked and keeps freed memory for the "
+                     "next forward; without it memory goes back to the system); **no "
                      "thread spinning** = its idle worker threads sleep instead of spinning "
                      "(`session.intra_op.allow_spinning` 0; on a shared machine spinning takes "
                      "cores from other work)")

@@ -55,16 +55,10 @@ def compare(deploy, weights, onnx_path, fixed=None):
     return float(np.abs(got - caffe.forward(x)).max()), x.shape
 
 
-def _size(text):
-    """'WxH' -> (height, width)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--fixed-size {text}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
-    return h, w
-
-
 def run(args):
+    from prototxt_gen.summary import _size as width_height  # the one "WxH" parser
+
+    from .command import _fail
     from .models import resolve_model
     from .onnx_export import OPSET, cached_export, export
 
@@ -72,7 +66,11 @@ def run(args):
     fixed = None
     try:
         if args.fixed_size:
-            fixed = _size(args.fixed_size)
+            try:
+                fixed = width_height(args.fixed_size)[::-1]  # (height, width)
+            except ValueError:
+                raise ValueError(f"--fixed-size {args.fixed_size}: write WIDTHxHEIGHT, "
+                                 "e.g. 1280x720") from None
             if not args.onnx:
                 raise ValueError("--fixed-size needs --onnx OUT.onnx (the cache holds the "
                                  "dynamic-size exports that --backend onnxruntime runs)")
@@ -82,11 +80,9 @@ def run(args):
         else:
             path, fresh = cached_export(deploy, weights)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except OSError as exc:
-        print(f"error: cannot write the ONNX model: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"cannot write the ONNX model: {exc}")
     what = "wrote" if fresh else "already exported (same prototxt, weights and exporter):"
     dims = f"1 x 3 x {fixed[0]} x {fixed[1]}" if fixed else "N x 3 x H x W (H, W dynamic)"
     print(f"export: {what} {path} ({path.stat().st_size / 2 ** 20:.1f} MB, ONNX opset {OPSET}) "
@@ -98,7 +94,7 @@ def run(args):
     try:
         diff, shape = compare(deploy, weights, path, fixed)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: comparing the export with pycaffe: {exc}", file=sys.stderr)
+        _fail(f"comparing the export with pycaffe: {exc}")
         return 1
     ok = diff <= COMPARE_TOL
     print(f"export: onnxruntime vs pycaffe on a random {shape[2]}x{shape[3]} input: max |diff| "
