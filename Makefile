@@ -15,6 +15,7 @@ help:
 	@echo "make caffe     build BVLC Caffe from source into the cache and link it into $(VENV)"
 	@echo "make prototxt  regenerate models/<variant>/*.prototxt"
 	@echo "make bench     write docs/benchmarks.md and docs/benchmarks.json (builds a stock Caffe to compare)"
+	@echo "make caffe-runtest  build and run BVLC Caffe's own test suite on this project's build"
 	@echo "make caffe-gpu = MRFNET_GPU=1 make caffe: the CUDA build (not in CI; README 'GPU build')"
 	@echo "make gpu-bundle     the CUDA bundle for a lent GPU machine (.gpu/, docs/gpu.md)"
 	@echo "make gpu-rehearsal  tools/gpu/run_on_device.sh on the CPU with a bundle of the CPU build"
@@ -47,6 +48,13 @@ bench: caffe
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# BVLC's own gtest suite on this project's CPU build (fixes + patches + config of `make caffe`),
+# each test case in its own process; not in CI (about 25 minutes the first time on 2 cores).
+# MRFNET_CAFFE_PATCHES=0 make caffe-runtest runs it on the stock build (docs/performance.md).
+.PHONY: caffe-runtest
+caffe-runtest: $(DEPS_OK)
+	MRFNET_CAFFE_RUNTEST=1 tools/caffe/build.sh $(PY)
 
 # GPU (README "GPU build", docs/gpu.md). caffe-gpu is `MRFNET_GPU=1 make caffe`: CUDA 13 from the
 # pinned wheels, compiled and linked into the venv (`make test` links the CPU build again).

@@ -6,6 +6,12 @@ a forward's memory no longer grows with the number of convolution layers.
 0002 computes max pooling separably: the same maxima and the same argmax mask (first maximum in
 row-major order) as a direct loop, ties included, so the backward pass routes the same way.
 0003 (blob memory reuse in TEST nets) is checked in test_caffe_blob_reuse.py.
+0004 runs one GEMM for several images where images are small, and the element-wise loops,
+im2col/col2im and pooling on every core (OpenMP, with OpenBLAS's OpenMP build): a batch gives
+what the same layers give image by image (within float rounding: sums are reordered), pooling
+planes in parallel give the direct loop's values and mask, and the process really runs the
+OpenMP runtime and the OpenMP OpenBLAS.
+0005 lets `caffe train` create its snapshot folder: test_readme_sequence.py.
 """
 import subprocess
 import sys
@@ -238,3 +244,113 @@ def test_forward_memory_does_not_grow_with_the_number_of_convolutions(tmp_path):
     tops = layers * 16 * side * side * 4
     assert grown > tops  # the measurement sees the forward's allocations at all
     assert grown < tops + 2 * col, (grown, tops, col)
+
+
+# ---------------------------------------------------------------- 0004: batch-wide GEMM, OpenMP
+
+# 30x30 input: c1 has 900 output pixels, so 5 images fill one product (4096 columns) and a
+# batch of 7 runs as 5 + 2; the smaller maps after it take all 7 at once. A 1x1 convolution
+# and a deconvolution take the batched path too.
+_BATCH_CHAIN = """input: "data" input_shape {{ dim: {n} dim: 3 dim: 30 dim: 30 }}
+force_backward: true
+layer {{ name: "c1" type: "Convolution" bottom: "data" top: "c1"
+  convolution_param {{ num_output: 6 kernel_size: 3 pad: 1 {f} }} }}
+layer {{ name: "r1" type: "ReLU" bottom: "c1" top: "c1" }}
+layer {{ name: "c2" type: "Convolution" bottom: "c1" top: "c2"
+  convolution_param {{ num_output: 8 kernel_size: 3 stride: 2 pad: 1 {f} }} }}
+layer {{ name: "p2" type: "Pooling" bottom: "c2" top: "p2"
+  pooling_param {{ pool: MAX kernel_size: 5 stride: 1 pad: 2 }} }}
+layer {{ name: "c3" type: "Convolution" bottom: "p2" top: "c3"
+  convolution_param {{ num_output: 5 kernel_size: 1 {f} }} }}
+layer {{ name: "d4" type: "Deconvolution" bottom: "c3" top: "d4"
+  convolution_param {{ num_output: 4 kernel_size: 4 stride: 2 pad: 1 {f} }} }}
+layer {{ name: "c5" type: "Convolution" bottom: "d4" top: "c5"
+  convolution_param {{ num_output: 3 kernel_size: 3 pad: 1 {f} }} }}
+"""
+
+
+def _forward_backward(net, x, g):
+    net.blobs["data"].data[...] = x
+    net.forward()
+    net.blobs["c5"].diff[...] = g
+    for p in net.params.values():
+        for blob in p:
+            blob.diff[...] = 0
+    net.backward()
+    return (net.blobs["c5"].data.copy(), net.blobs["data"].diff.copy(),
+            {k: [b.diff.copy() for b in v] for k, v in net.params.items()})
+
+
+def test_batched_products_give_what_image_by_image_products_give(tmp_path):
+    n = 7
+    batch = _net(tmp_path, _BATCH_CHAIN.format(n=n, f=_FILLERS), "batch.prototxt")
+    single = _net(tmp_path, _BATCH_CHAIN.format(n=1, f=_FILLERS), "single.prototxt")
+    for name, blobs in batch.params.items():
+        for i, blob in enumerate(blobs):
+            single.params[name][i].data[...] = blob.data
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n, 3, 30, 30)).astype(np.float32)
+    g = rng.standard_normal(batch.blobs["c5"].data.shape).astype(np.float32)
+    out, dx, grads = _forward_backward(batch, x, g)
+    sums = {k: [np.zeros_like(d) for d in v] for k, v in grads.items()}
+    for i in range(n):
+        o1, dx1, g1 = _forward_backward(single, x[i:i + 1], g[i:i + 1])
+        np.testing.assert_allclose(out[i:i + 1], o1, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dx[i:i + 1], dx1, rtol=1e-5, atol=1e-5)
+        for k in sums:
+            for j, d in enumerate(g1[k]):
+                sums[k][j] += d
+    for k in sums:
+        for j, d in enumerate(sums[k]):
+            scale = max(1.0, float(np.abs(d).max()))
+            np.testing.assert_allclose(grads[k][j], d, rtol=1e-4, atol=1e-4 * scale, err_msg=f"{k}[{j}]")
+
+
+def test_parallel_pooling_planes_match_the_direct_loop(tmp_path):
+    """4 x 8 planes of 48x48: large enough that the planes run in parallel."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-3, 4, (4, 8, 48, 48)).astype(np.float32)
+    net = _net(tmp_path, """input: "data" input_shape { dim: 4 dim: 8 dim: 48 dim: 48 }
+force_backward: true
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" top: "mask"
+  pooling_param { pool: MAX kernel_size: 5 stride: 1 pad: 2 } }
+layer { name: "pool2" type: "Pooling" bottom: "data" top: "pool2"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }
+""")
+    net.blobs["data"].data[...] = x
+    net.forward()
+    for blob, args in (("pool", (5, 5, 1, 1, 2, 2)), ("pool2", (3, 3, 2, 2, 1, 1))):
+        top, mask = _direct_max_pool(x, *args)
+        np.testing.assert_array_equal(net.blobs[blob].data, top)
+        if blob == "pool":
+            np.testing.assert_array_equal(net.blobs["mask"].data.astype(np.int64), mask)
+    # backward through the parallel scatter: each gradient lands on its window's first maximum
+    g = rng.standard_normal(net.blobs["pool2"].data.shape).astype(np.float32)
+    net.blobs["pool"].diff[...] = 0
+    net.blobs["pool2"].diff[...] = g
+    net.backward()
+    _, mask = _direct_max_pool(x, 3, 3, 2, 2, 1, 1)
+    expect = np.zeros_like(x)
+    for i in range(4):
+        for c in range(8):
+            np.add.at(expect[i, c].reshape(-1), mask[i, c].reshape(-1), g[i, c].reshape(-1))
+    np.testing.assert_allclose(net.blobs["data"].diff, expect, rtol=1e-6, atol=1e-6)
+
+
+_MAPS_PROBE = """
+import caffe
+print(open("/proc/self/maps").read())
+"""
+
+
+def test_caffe_runs_on_the_openmp_runtime_and_openblas_openmp_build():
+    """One thread pool for BLAS and Caffe's own loops: libgomp, and OpenBLAS's OpenMP build
+    (found through libcaffe's run path, ahead of Debian's default pthread build)."""
+    proc = subprocess.run([sys.executable, "-c", _MAPS_PROBE], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    libs = {line.split()[-1] for line in proc.stdout.splitlines() if ".so" in line}
+    assert any("libgomp" in lib for lib in libs), sorted(libs)
+    # Debian's OpenBLAS builds (numpy's wheel brings its own, under site-packages)
+    blas = sorted(lib for lib in libs if "libopenblas" in lib and lib.startswith("/usr/lib"))
+    assert blas and all("openblas-openmp" in lib for lib in blas), blas

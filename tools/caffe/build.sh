@@ -133,6 +133,59 @@ finalize() {
   ln -sfn .temp_release "$1/build"
 }
 
+fetch_sdist() {  # the pinned source distribution, downloaded once into the cache and checked
+  SDIST="$CACHE/downloads/$SDIST_NAME-$SDIST_VERSION.tar.gz"
+  mkdir -p "$CACHE/downloads"
+  if [ ! -f "$SDIST" ] || ! echo "$SDIST_SHA256  $SDIST" | sha256sum -c --status; then
+    say "downloading $SDIST_NAME==$SDIST_VERSION (source distribution) with pip"
+    TMPDL=$(mktemp -d "$CACHE/downloads/tmp.XXXXXX")
+    "$PY" -m pip download -q --no-deps --no-binary :all: "$SDIST_NAME==$SDIST_VERSION" -d "$TMPDL" >&2 \
+      || die "pip could not download $SDIST_NAME==$SDIST_VERSION"
+    mv "$TMPDL/$SDIST_NAME-$SDIST_VERSION.tar.gz" "$SDIST"; rm -rf "$TMPDL"
+  fi
+  echo "$SDIST_SHA256  $SDIST" | sha256sum -c --status \
+    || die "sha256 of $SDIST does not match the pinned $SDIST_SHA256; delete it and retry"
+}
+
+prepare_tree() {  # unpack into $1/caffe with the fixes, patches and config of this key; cd there
+  local work=$1
+  say "unpacking into $work"
+  tar xzf "$SDIST" -C "$work"
+  TREE="$work/caffe"
+  mv "$work/$SDIST_NAME-$SDIST_VERSION" "$TREE"
+  cd "$TREE"
+  bash "$HERE/fix_sources.sh"
+  if [ "$PATCHES" = 0 ]; then
+    say "without this project's speedups (stock baseline)"
+  else  # speedups.sh applies every patch beside it: give it a folder with the selected ones
+    mkdir -p "$work/speedups/patches"
+    cp "$HERE/speedups.sh" "$work/speedups/"
+    cp "${SELECTED[@]}" "$work/speedups/patches/"
+    [ "$PATCHES" = 1 ] || say "patches up to $PATCHES only: $(cd "$work/speedups/patches" && echo *)"
+    bash "$work/speedups/speedups.sh"
+  fi
+  if [ "$GPU" = 1 ]; then bash "$HERE/fix_sources_cuda.sh"; fi
+  printf '%s\n' "$CONFIG" > Makefile.config
+}
+
+# MRFNET_CAFFE_RUNTEST=1 (`make caffe-runtest`): BVLC's own test suite on a tree prepared exactly
+# like this key's build. The tree is kept (with its object files) in runtest-<key>/, so a second
+# run compiles nothing; tools/caffe/runtest.sh builds and runs the tests.
+if [ "${MRFNET_CAFFE_RUNTEST:-0}" = 1 ]; then
+  RT="$CACHE/runtest-$KEY"
+  mkdir -p "$CACHE"
+  exec 8>"$CACHE/.runtest-lock"
+  flock 8
+  if [ ! -f "$RT/caffe/PREPARED" ]; then
+    fetch_sdist
+    rm -rf "$RT"; mkdir -p "$RT"
+    prepare_tree "$RT"
+    touch "$TREE/PREPARED"
+  fi
+  MRFNET_PYTHON="$PY" MRFNET_CXXFLAGS="$OPENCV4_COMPAT" bash "$HERE/runtest.sh" "$RT/caffe" "$JOBS"
+  exit $?
+fi
+
 if [ -f "$DEST/BUILD_OK" ]; then
   finalize "$DEST"
   say "cached build $DEST (key $KEY): nothing to compile"
@@ -147,36 +200,10 @@ if [ -f "$DEST/BUILD_OK" ]; then   # another process finished it while we waited
   finalize "$DEST"; say "cached build $DEST (built by a concurrent run)"; echo "$DEST"; exit 0
 fi
 
-SDIST="$CACHE/downloads/$SDIST_NAME-$SDIST_VERSION.tar.gz"
-if [ ! -f "$SDIST" ] || ! echo "$SDIST_SHA256  $SDIST" | sha256sum -c --status; then
-  say "downloading $SDIST_NAME==$SDIST_VERSION (source distribution) with pip"
-  TMPDL=$(mktemp -d "$CACHE/downloads/tmp.XXXXXX")
-  "$PY" -m pip download -q --no-deps --no-binary :all: "$SDIST_NAME==$SDIST_VERSION" -d "$TMPDL" >&2 \
-    || die "pip could not download $SDIST_NAME==$SDIST_VERSION"
-  mv "$TMPDL/$SDIST_NAME-$SDIST_VERSION.tar.gz" "$SDIST"; rm -rf "$TMPDL"
-fi
-echo "$SDIST_SHA256  $SDIST" | sha256sum -c --status \
-  || die "sha256 of $SDIST does not match the pinned $SDIST_SHA256; delete it and retry"
-
+fetch_sdist
 WORK=$(mktemp -d "$CACHE/build-$KEY.tmp.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-say "unpacking into $WORK"
-tar xzf "$SDIST" -C "$WORK"
-TREE="$WORK/caffe"
-mv "$WORK/$SDIST_NAME-$SDIST_VERSION" "$TREE"
-cd "$TREE"
-bash "$HERE/fix_sources.sh"
-if [ "$PATCHES" = 0 ]; then
-  say "without this project's speedups (stock baseline)"
-else  # speedups.sh applies every patch beside it: give it a folder with the selected ones
-  mkdir -p "$WORK/speedups/patches"
-  cp "$HERE/speedups.sh" "$WORK/speedups/"
-  cp "${SELECTED[@]}" "$WORK/speedups/patches/"
-  [ "$PATCHES" = 1 ] || say "patches up to $PATCHES only: $(cd "$WORK/speedups/patches" && echo *)"
-  bash "$WORK/speedups/speedups.sh"
-fi
-if [ "$GPU" = 1 ]; then bash "$HERE/fix_sources_cuda.sh"; fi
-printf '%s\n' "$CONFIG" > Makefile.config
+prepare_tree "$WORK"
 
 if [ "$GPU" = 1 ]; then
   say "compiling for CUDA $NVCC_RELEASE, sm_${ARCHES// /, sm_}, with $JOBS jobs (GPU_BUILD_TIME; log: $TREE/build.log)"
