@@ -42,9 +42,11 @@ demo: caffe
 	$(BIN)/mrfnet demo
 
 # The stock build (no project patches) is a second cache entry, built once, for before/after rows.
+# So is this build before patch 0004 (MRFNET_CAFFE_PATCHES=0003), for the training rows.
 bench: caffe
 	@base=$$(MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh $(PY)) \
-	  && $(BIN)/mrfnet bench --out docs --baseline-caffe "$$base"
+	  && before=$$(MRFNET_CAFFE_PATCHES=0003 tools/caffe/build.sh $(PY)) \
+	  && $(BIN)/mrfnet bench --out docs --baseline-caffe "$$base" --before-caffe "$$before"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

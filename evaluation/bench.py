@@ -31,14 +31,24 @@ LAYERS = ["256,256,3,64,64", "64,64,3,128,128", "32,32,3,256,256", "96,32,3,256,
 # (variant, WIDTHxHEIGHT, repeats, levers beyond "default")
 FORWARDS = [("mrfnet", "256x256", 5, "all"), ("lwrefinenet", "256x256", 5, ()),
             ("refinenet", "256x256", 5, ()), ("rcrefinenet", "256x256", 5, ()),
-            ("mrfnet", "1280x720", 3, ("stock Caffe", "no blob reuse", "no memory arena"))]
+            ("mrfnet", "1280x720", 3, ("stock Caffe", "patches 0001-0003", "no blob reuse",
+                                       "no memory arena"))]
+# Training (label, batch, crop, timed steps, levers beyond "default"): the demo's setting with
+# every Caffe lever, the paper's 16 x 256x256 against the two earlier builds.
+TRAINING = [("demo setting", 8, 64, 10, ("stock Caffe", "patches 0001-0003", "1 thread",
+                                          "pthread OpenBLAS", "no batch-wide GEMM",
+                                          "OpenMP threads spin")),
+            ("paper setting", 16, 256, 2, ("stock Caffe", "patches 0001-0003"))]
+# Debian's default OpenBLAS build; patch 0004 links libcaffe to the OpenMP build instead.
+PTHREAD_OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
 BACKENDS = ("caffe", "opencv", "onnxruntime")
 PINNED_BLAS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def levers(baseline_caffe=None, environ=os.environ):
-    """name -> {"backends", "env" (additions), "unset", "pythonpath", "args" (worker options),
-    "whole_net" (True: it changes whole nets, not one GEMM, so it has no single-layer rows)}."""
+def levers(baseline_caffe=None, environ=os.environ, before_caffe=None):
+    """name -> {"backends", "env" (additions), "unset", "pythonpath", "library_path" (put first
+    on LD_LIBRARY_PATH), "args" (worker options), "whole_net" (True: it changes whole nets, not
+    one GEMM, so it has no single-layer rows), "training_only" (batch-1 forwards are the same)}."""
     out = {"default": {"backends": BACKENDS},
            "1 thread": {"backends": BACKENDS,
                         "env": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
@@ -57,9 +67,18 @@ def levers(baseline_caffe=None, environ=os.environ):
                               "args": {"onnxruntime": ["--ort-arena", "0"]}}
     out["no thread spinning"] = {"backends": ("onnxruntime",), "whole_net": True,
                                  "args": {"onnxruntime": ["--ort-spin", "0"]}}
+    # Caffe patch 0004's levers: the pthread OpenBLAS (two thread pools again), per-image GEMMs,
+    # idle OpenMP threads spinning instead of sleeping.
+    out["pthread OpenBLAS"] = {"backends": ("caffe",), "library_path": PTHREAD_OPENBLAS}
+    out["no batch-wide GEMM"] = {"backends": ("caffe",), "whole_net": True, "training_only": True,
+                                 "env": {"MRFNET_CONV_BATCH_COLUMNS": "0"}}
+    out["OpenMP threads spin"] = {"backends": ("caffe",), "env": {"OMP_WAIT_POLICY": "ACTIVE"}}
     if baseline_caffe:
         out["stock Caffe"] = {"backends": ("caffe",), "whole_net": True,
                               "pythonpath": str(Path(baseline_caffe) / "python")}
+    if before_caffe:
+        out["patches 0001-0003"] = {"backends": ("caffe",), "whole_net": True,
+                                    "pythonpath": str(Path(before_caffe) / "python")}
     return out
 
 
@@ -69,6 +88,9 @@ def lever_env(lever, environ=os.environ):
     env.update(lever.get("env", {}))
     if lever.get("pythonpath"):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [lever["pythonpath"], env.get("PYTHONPATH")]))
+    if lever.get("library_path"):
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [lever["library_path"],
+                                                               env.get("LD_LIBRARY_PATH")]))
     env["GLOG_minloglevel"] = "2"
     return env
 
@@ -82,6 +104,9 @@ def add_arguments(p):
     p.add_argument("--baseline-caffe", metavar="DIR",
                    help="a Caffe build without this project's patches (make bench builds one with "
                         "MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh): adds 'stock Caffe' rows")
+    p.add_argument("--before-caffe", metavar="DIR",
+                   help="this project's build at an earlier patch level (make bench builds one with "
+                        "MRFNET_CAFFE_PATCHES=0003): adds 'patches 0001-0003' rows")
 
 
 def _say(msg):
@@ -160,7 +185,8 @@ def _forwards(all_levers, quick):
                     files, export_s = _onnx_model(deploy, weights, tmp, variant, exported)
                 for name, lever in all_levers.items():
                     if backend not in lever["backends"] or (
-                            name != "default" and extra != "all" and name not in extra):
+                            name != "default" and extra != "all" and name not in extra) or (
+                            lever.get("training_only")):
                         continue
                     r = _worker(["forward", "--backend", backend, "--deploy", deploy, "--weights",
                                  files, "--size", size, "--repeat", str(repeat)], lever, backend)
@@ -185,11 +211,10 @@ def _forwards(all_levers, quick):
 def _training(all_levers, quick):
     from solver.measure import time_training
     rows = []
-    configs = [("demo setting", 8, 64, 10)] + ([] if quick else [("paper setting", 16, 256, 2)])
-    for name in ("default", "stock Caffe"):
-        if name not in all_levers:
-            continue
-        for label, batch, crop, iters in configs:
+    for label, batch, crop, iters, extra in TRAINING[:1] if quick else TRAINING:
+        for name in ("default", *extra):
+            if name not in all_levers:
+                continue
             r = time_training("mrfnet", batch, crop, iters=iters, env=lever_env(all_levers[name]))
             r.update(label=label, batch=batch, crop=crop, lever=name)
             rows.append(r)
@@ -198,13 +223,14 @@ def _training(all_levers, quick):
     return rows
 
 
-def measure(quick=False, baseline_caffe=None):
+def measure(quick=False, baseline_caffe=None, before_caffe=None):
     from data_prep.bench import measure_convert, measure_writers
 
-    all_levers = levers(baseline_caffe)
+    all_levers = levers(baseline_caffe, before_caffe=before_caffe)
     res = {"machine": _machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": quick,
            "levers": {k: {f: v for f, v in lv.items() if f != "backends"} for k, lv in all_levers.items()},
            "baseline_caffe": str(baseline_caffe) if baseline_caffe else None,
+           "before_caffe": str(before_caffe) if before_caffe else None,
            "load_before": os.getloadavg()}
     res["layers"] = _layers(all_levers)
     res["forward"], res["profile"] = _forwards(all_levers, quick)
@@ -229,7 +255,8 @@ def _machine():
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": numpy.__version__, "opencv": cv2.__version__,
             "onnxruntime": onnxruntime.__version__,
-            "blas": "OpenBLAS (Debian libopenblas0-pthread)",
+            "blas": "OpenBLAS (Debian libopenblas0-openmp for this project's Caffe; "
+                    "libopenblas0-pthread for the stock and 0001-0003 builds)",
             "env": {k: os.environ[k] for k in (*PINNED_BLAS, "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
                     if k in os.environ}}
 
@@ -259,6 +286,17 @@ def _lever_note(res):
         notes.append("**stock Caffe** = the same Caffe built without this project's patches "
                      "(`MRFNET_CAFFE_PATCHES=0`: no shared im2col buffer, the direct max-pooling "
                      "loop, -O2, no blob reuse), for before/after")
+    if res.get("before_caffe"):
+        notes.append("**patches 0001-0003** = this project's build before patch 0004 "
+                     "(`MRFNET_CAFFE_PATCHES=0003`: per-image GEMMs, one-core im2col/pooling/ReLU, "
+                     "pthread OpenBLAS)")
+    if "no batch-wide GEMM" in res["levers"]:
+        notes.append("**pthread OpenBLAS** = this project's Caffe with Debian's default OpenBLAS "
+                     "build first on LD_LIBRARY_PATH (its own thread pool beside OpenMP's); **no "
+                     "batch-wide GEMM** = `MRFNET_CONV_BATCH_COLUMNS=0` (one GEMM per image, as "
+                     "before patch 0004); **OpenMP threads spin** = `OMP_WAIT_POLICY=ACTIVE` "
+                     "(idle threads spin instead of sleeping, the OpenMP default that pycaffe "
+                     "overrides)")
     return "; ".join(notes) + ". The `core` column is the OpenBLAS kernel set the process ran."
 
 
@@ -337,12 +375,22 @@ def _ratio_lines(res):
              f"pycaffe MRFNet {size}, this project's build vs stock Caffe")
         both(("mrfnet", size, "caffe", "default"), ("mrfnet", size, "caffe", "no blob reuse"),
              f"pycaffe MRFNet {size}, blob reuse vs every blob kept (patch 0003 alone)")
-    for label in ("demo setting", "paper setting"):
-        a, b = train.get((label, "default")), train.get((label, "stock Caffe"))
-        if a and b:
-            lines.append(f"- training, {label}, this project's build vs stock Caffe: "
-                         f"{b['seconds_per_iter'] / a['seconds_per_iter']:.2f}x the speed, "
-                         f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x the peak memory")
+    for size in ("256x256", "1280x720"):
+        both(("mrfnet", size, "caffe", "default"), ("mrfnet", size, "caffe", "patches 0001-0003"),
+             f"pycaffe MRFNet {size}, this build vs patches 0001-0003 (patch 0004 and after)")
+    for label, *_ in TRAINING:
+        for other, what in (("stock Caffe", "this project's build vs stock Caffe"),
+                            ("patches 0001-0003", "this build vs patches 0001-0003 (patch 0004)"),
+                            ("1 thread", "two cores vs one"),
+                            ("pthread OpenBLAS", "OpenMP OpenBLAS vs pthread OpenBLAS"),
+                            ("no batch-wide GEMM", "batch-wide vs per-image GEMMs"),
+                            ("OpenMP threads spin", "idle threads sleeping vs spinning")):
+            a, b = train.get((label, "default")), train.get((label, other))
+            if a and b:
+                lines.append(f"- training, {label}, {what}: "
+                             f"{b['seconds_per_iter'] / a['seconds_per_iter']:.2f}x the speed, "
+                             f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x the peak memory "
+                             f"({b['seconds_per_iter']:.3f} -> {a['seconds_per_iter']:.3f} s/iteration)")
     for size in ("256x256", "1280x720"):
         both(("mrfnet", size, "opencv", "default"), ("mrfnet", size, "caffe", "default"),
              f"MRFNet {size}, OpenCV dnn vs pycaffe (this project's build)")
@@ -427,13 +475,16 @@ def run(args):
         _write(out / "benchmarks.md", markdown(res))
         print(f"bench: rewrote {out / 'benchmarks.md'} from {out / 'benchmarks.json'}")
         return 0
-    if args.baseline_caffe and not (Path(args.baseline_caffe) / "python" / "caffe" / "_caffe.so").is_file():
-        print(f"error: --baseline-caffe {args.baseline_caffe}: no built pycaffe there "
-              "(python/caffe/_caffe.so); build one with MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh "
-              ".venv/bin/python", file=sys.stderr)
-        return 2
+    for flag, value, level in (("--baseline-caffe", args.baseline_caffe, "0"),
+                               ("--before-caffe", args.before_caffe, "0003")):
+        if value and not (Path(value) / "python" / "caffe" / "_caffe.so").is_file():
+            print(f"error: {flag} {value}: no built pycaffe there (python/caffe/_caffe.so); build "
+                  f"one with MRFNET_CAFFE_PATCHES={level} tools/caffe/build.sh .venv/bin/python",
+                  file=sys.stderr)
+            return 2
     out.mkdir(parents=True, exist_ok=True)
-    res = measure(quick=args.quick, baseline_caffe=args.baseline_caffe)
+    res = measure(quick=args.quick, baseline_caffe=args.baseline_caffe,
+                  before_caffe=args.before_caffe)
     _write(out / "benchmarks.json", json.dumps(res, indent=1, default=str) + "\n")
     _write(out / "benchmarks.md", markdown(res))
     print(f"bench: wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'}")

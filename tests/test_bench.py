@@ -12,11 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_levers_change_only_what_they_name():
     environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PYTHONPATH": "/x", "HOME": "/h"}
-    lv = bench.levers(baseline_caffe="/builds/stock", environ=environ)
+    lv = bench.levers(baseline_caffe="/builds/stock", environ=environ, before_caffe="/builds/0003")
     ort = {"graph opt extended", "graph opt basic", "no memory arena",  # tests/test_onnx_bench.py
            "no thread spinning"}
+    omp = {"pthread OpenBLAS", "no batch-wide GEMM", "OpenMP threads spin"}  # Caffe patch 0004
     assert set(lv) == {"default", "1 thread", "OpenBLAS detects CPU", "Winograd off",
-                       "no blob reuse", "stock Caffe"} | ort
+                       "no blob reuse", "stock Caffe", "patches 0001-0003"} | ort | omp
     detect = bench.lever_env(lv["OpenBLAS detects CPU"], environ)
     assert "OPENBLAS_CORETYPE" not in detect and "OPENBLAS_L2_SIZE" not in detect
     assert detect["HOME"] == "/h"
@@ -25,8 +26,15 @@ def test_levers_change_only_what_they_name():
     assert stock["OPENBLAS_CORETYPE"] == "Haswell"
     assert bench.lever_env(lv["1 thread"], environ)["OPENBLAS_NUM_THREADS"] == "1"
     assert bench.lever_env(lv["no blob reuse"], environ)["MRFNET_BLOB_REUSE"] == "0"
+    assert bench.lever_env(lv["patches 0001-0003"], environ)["PYTHONPATH"].split(":") == ["/builds/0003/python", "/x"]
+    assert bench.lever_env(lv["1 thread"], environ)["OMP_NUM_THREADS"] == "1"
+    pthread = bench.lever_env(lv["pthread OpenBLAS"], dict(environ, LD_LIBRARY_PATH="/l"))
+    assert pthread["LD_LIBRARY_PATH"].split(":") == [bench.PTHREAD_OPENBLAS, "/l"]
+    assert "LD_LIBRARY_PATH" not in bench.lever_env(lv["default"], environ)
+    assert bench.lever_env(lv["no batch-wide GEMM"], environ)["MRFNET_CONV_BATCH_COLUMNS"] == "0"
+    assert bench.lever_env(lv["OpenMP threads spin"], environ)["OMP_WAIT_POLICY"] == "ACTIVE"
     # without a pinned core or a baseline build those levers do not exist
-    assert set(bench.levers(environ={})) == {"default", "1 thread", "Winograd off", "no blob reuse"} | ort
+    assert set(bench.levers(environ={})) == {"default", "1 thread", "Winograd off", "no blob reuse"} | ort | omp
 
 
 def test_profile_worker_times_every_layer_type_of_a_real_net():
@@ -59,7 +67,13 @@ def _fake_result():
                     {"variant": "mrfnet", "size": "256x256", "lever": "stock Caffe", "total_ms": 200.0,
                      "ms_by_type": {"Pooling": 120.0, "Convolution kxk": 80.0}}],
         "training": [dict(label="demo setting", batch=8, crop=64, lever="default",
-                          seconds_per_iter=1.0, peak_rss_mb=700)],
+                          seconds_per_iter=1.0, peak_rss_mb=700),
+                     dict(label="demo setting", batch=8, crop=64, lever="patches 0001-0003",
+                          seconds_per_iter=1.6, peak_rss_mb=690),
+                     dict(label="paper setting", batch=16, crop=256, lever="default",
+                          seconds_per_iter=8.0, peak_rss_mb=7000),
+                     dict(label="paper setting", batch=16, crop=256, lever="stock Caffe",
+                          seconds_per_iter=16.0, peak_rss_mb=7000)],
         "data": {"writers": {"lmdb": {"patches_per_s": 1, "bytes_per_patch": 2},
                              "hdf5": {"patches_per_s": 3, "bytes_per_patch": 4}},
                  "convert": {"lmdb": {"patches_per_s": 5}, "hdf5": {"patches_per_s": 6}}},
@@ -75,6 +89,11 @@ def test_report_shows_the_stock_build_beside_the_patched_one():
     assert "**stock Caffe**" in text and "OPENBLAS_CORETYPE=Haswell" in text
     assert ("- pycaffe MRFNet 256x256, this project's build vs stock Caffe: 2.40x the speed, "
             "0.60x the peak memory (0.600 -> 0.250 s, 1000 -> 600 MB)") in text
+    assert ("- training, demo setting, this build vs patches 0001-0003 (patch 0004): 1.60x the "
+            "speed, 1.01x the peak memory (1.600 -> 1.000 s/iteration)") in text
+    assert ("- training, paper setting, this project's build vs stock Caffe: 2.00x the speed, "
+            "1.00x the peak memory (16.000 -> 8.000 s/iteration)") in text
+    assert "| paper setting | 16 | 256x256 | stock Caffe | 16.00 | 7000 |" in text
 
 
 def test_bench_refuses_a_baseline_folder_without_pycaffe(tmp_path, capsys):
