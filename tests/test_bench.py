@@ -14,7 +14,7 @@ def test_levers_change_only_what_they_name():
     environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PYTHONPATH": "/x", "HOME": "/h"}
     lv = bench.levers(baseline_caffe="/builds/stock", environ=environ, before_caffe="/builds/0003")
     ort = {"graph opt extended", "graph opt basic", "no memory arena",  # tests/test_onnx_bench.py
-           "no thread spinning"}
+           "thread spinning"}
     omp = {"pthread OpenBLAS", "no batch-wide GEMM", "OpenMP threads spin"}  # Caffe patch 0004
     assert set(lv) == {"default", "1 thread", "OpenBLAS detects CPU", "Winograd off",
                        "no blob reuse", "stock Caffe", "patches 0001-0003"} | ort | omp

@@ -118,3 +118,27 @@ def test_eval_runs_and_times_the_onnxruntime_backend(tmp_path):
     assert set(res) == {"caffe", "onnxruntime"}
     assert abs(res["caffe"]["psnr"] - res["onnxruntime"]["psnr"]) < 0.01
     assert res["onnxruntime"]["load_s"] > 0 and res["onnxruntime"]["forward_mean_s"] > 0
+
+
+def test_session_options_reach_onnx_runtime(tmp_path):
+    """The defaults (threads: ONNX Runtime's choice, all graph optimisations, the exact-size
+    arena, idle threads sleeping) and each option the bench varies."""
+    deploy, weights = make_model(tmp_path)
+    from inference.onnx_export import export
+    onnx_file = export(deploy, weights, tmp_path / "m.onnx")
+
+    def entry(so, key):
+        try:
+            return so.get_session_config_entry(key)
+        except RuntimeError:  # not set
+            return None
+
+    def options(**kw):
+        so = load(deploy, onnx_file, "onnxruntime", **kw).session.get_session_options()
+        return (so.intra_op_num_threads, str(so.graph_optimization_level).split(".")[-1],
+                so.enable_cpu_mem_arena, entry(so, "session.use_env_allocators"),
+                entry(so, "session.intra_op.allow_spinning"))
+
+    assert options() == (0, "ORT_ENABLE_ALL", True, "1", "0")
+    assert options(threads=1, optimization="basic", arena=False, spinning=True) == (
+        1, "ORT_ENABLE_BASIC", False, None, "1")

@@ -20,8 +20,8 @@ def test_onnxruntime_levers_are_its_own_options():
     assert lv["graph opt extended"]["args"] == {"onnxruntime": ["--ort-opt", "extended"]}
     assert lv["graph opt basic"]["args"] == {"onnxruntime": ["--ort-opt", "basic"]}
     assert lv["no memory arena"]["args"] == {"onnxruntime": ["--ort-arena", "0"]}
-    assert lv["no thread spinning"]["args"] == {"onnxruntime": ["--ort-spin", "0"]}
-    for name in ("graph opt extended", "graph opt basic", "no memory arena", "no thread spinning"):
+    assert lv["thread spinning"]["args"] == {"onnxruntime": ["--ort-spin", "1"]}
+    for name in ("graph opt extended", "graph opt basic", "no memory arena", "thread spinning"):
         assert lv[name]["backends"] == ("onnxruntime",) and lv[name]["whole_net"]
     sizes = {size: extra for _, size, _, extra in bench.FORWARDS}
     assert "no memory arena" in sizes["1280x720"]  # arena memory matters most on large frames
@@ -40,7 +40,7 @@ def test_worker_times_onnxruntime_with_its_options(tmp_path):
     onnx_file = export(deploy, weights, tmp_path / "m.onnx")
     r = _worker("forward", "--backend", "onnxruntime", "--deploy", deploy, "--weights", onnx_file,
                 "--size", "48x32", "--repeat", "2", "--ort-threads", "1", "--ort-opt", "basic",
-                "--ort-arena", "0", "--ort-spin", "0")
+                "--ort-arena", "0", "--ort-spin", "1")
     assert len(r["forward_s"]) == 2 and r["forward_median_s"] > 0 and r["peak_rss_mb"] > 50
     layer = _worker("layer", "--backend", "onnxruntime", "--layer", "8,8,3,16,16", "--repeat", "2")
     assert layer["layer"] == "3x3 8->8 @16x16" and layer["gflops"] > 0
