@@ -1,4 +1,5 @@
-"""Running trained MRFNet deploy nets on images (pycaffe or OpenCV dnn).
+"""Running trained MRFNet deploy nets on images (ONNX Runtime, OpenCV dnn or pycaffe), and
+exporting them to ONNX.
 
 The one convention, used by every function here: a net input is float32 N x 3 x H x W, channel
 order **BGR** (as Caffe and OpenCV read images), values in **[0, 1]** (uint8 / 255). The output

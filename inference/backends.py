@@ -294,7 +294,7 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(deploy, weights, allow_python_layers)
 
     def _load(self):
-        from .onnx_export import NetGraph, build_model, cached_export, read_checked_onnx
+        from .onnx_export import NetGraph, build_model, cached_export, export, read_checked_onnx
 
         self.graph = NetGraph(self.netfile)
         self.exported = False
@@ -308,6 +308,13 @@ class OnnxRuntimeBackend(Backend):
             except OSError:  # no writable cache: export into memory, every run
                 self.onnx_path, self.exported = None, True
                 model = build_model(self.deploy, self.weights, self.graph).SerializeToString()
+            if not self.exported and self.onnx_path:
+                try:
+                    self.session = ort_session(model, **self.options)
+                    return
+                except Exception:  # a damaged cache entry (the cache is ours): export it again
+                    export(self.deploy, self.weights, self.onnx_path)
+                    self.exported = True
         try:
             self.session = ort_session(model, **self.options)
         except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidGraph, ...)
