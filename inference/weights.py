@@ -93,8 +93,11 @@ def read_checked(path, net_shapes, deploy_path):
     blobs = _parse(path)
     check_fit(net_shapes, {k: [_stored_shape(b) for b in v] for k, v in blobs.items()},
               path, deploy_path)
-    return {name: [np.asarray(b.data or b.double_data, np.float32).reshape(shape)
-                   for b, shape in zip(blobs[name], shapes)]
+    def array(blob, shape):
+        values = blob.data if len(blob.data) else blob.double_data
+        return np.fromiter(values, np.float32, count=len(values)).reshape(shape)
+
+    return {name: [array(b, shape) for b, shape in zip(blobs[name], shapes)]
             for name, shapes in net_shapes.items()}
 
 
