@@ -119,7 +119,8 @@ class Layer:
             self.pad = _hw(pp, "pad", "pad_h", "pad_w", 0, what)
             self.ceil = get_one(pp, "round_mode", "CEIL") == "CEIL"
             if self.pool not in ("MAX", "AVE"):
-                raise UnsupportedLayerError(f"{what}: pool {self.pool} does not export (MAX, AVE do)")
+                raise UnsupportedLayerError(f"{what}: pool {self.pool} does not export "
+                                            "(MAX and AVE do)")
             if self.pool == "AVE" and any(self.pad) and not self.globally:
                 raise UnsupportedLayerError(
                     f"{what}: padded average pooling counts padding the Caffe way, which ONNX "
@@ -413,7 +414,8 @@ class _Builder:
             for k, (op, what, value, _) in enumerate(todo):
                 dst = out if k == len(todo) - 1 else f"{out}/{what}"
                 inputs = [x] if op == "Identity" else [x, self._init(f"{layer.name}.{what}", value)]
-                x = self._node(op, inputs, dst, layer.name if dst == out else f"{layer.name}/{what}")
+                x = self._node(op, inputs, dst,
+                               layer.name if dst == out else f"{layer.name}/{what}")
         elif t == "Sigmoid":
             self._node("Sigmoid", ins, out, layer.name)
         elif t == "TanH":
