@@ -167,12 +167,14 @@ class NetGraph:
             raise UnsupportedLayerError(
                 f"{self.path}: layer(s) {', '.join(python)} are Python layers: they run Python "
                 "code that an ONNX model cannot carry. Export the deploy net made by "
-                "`mrfnet prototxt` (stock layers only).")
+                "`mrfnet prototxt` (stock layers only), or run this one with pycaffe "
+                "(--backend caffe --allow-python-layers).")
         odd = [f"{l['name']} ({l['type']})" for l in raw if l["type"] not in SUPPORTED]
         if odd:
             raise UnsupportedLayerError(
                 f"{self.path}: layer(s) {', '.join(odd)} cannot be exported to ONNX; the "
-                f"exporter knows {', '.join(SUPPORTED)} (every layer `mrfnet prototxt` writes)")
+                f"exporter knows {', '.join(SUPPORTED)} (every layer `mrfnet prototxt` writes). "
+                "pycaffe runs any Caffe layer: --backend caffe.")
         self.net.check_graph()
         self.layers = [Layer(l, self.path) for l in raw]
         self.inputs = self._inputs(raw)
