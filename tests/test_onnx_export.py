@@ -20,6 +20,12 @@ from inference.onnx_export import NetGraph, build_model, cached_export, export  
 from test_inference_fixtures import make_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    """ONNX exports of random-weight test nets go to a temporary cache, not the user's."""
+    monkeypatch.setenv("MRFNET_CACHE", str(tmp_path_factory.getbasetemp() / "mrfnet-cache"))
 # |onnxruntime - pycaffe| on the float outputs (random-weight outputs within about [-3, 3]).
 TOL = 1e-5
 
