@@ -21,12 +21,8 @@ def add_arguments(p):
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders of images, or glob patterns (quote them)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--variant", choices=VARIANTS, default=DEFAULT_VARIANT,
-                   help="model under models/<variant>/ (default %(default)s)")
-    p.add_argument("--deploy", metavar="PROTOTXT", help="deploy net (default: the variant's)")
-    p.add_argument("--weights", metavar="CAFFEMODEL",
-                   help="trained weights (default: models/<variant>/<variant>.caffemodel); "
-                        "with --backend onnxruntime also an .onnx file from `mrfnet export`")
+    add_model_arguments(p, "; with --backend onnxruntime also an .onnx file from "
+                           "`mrfnet export`")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="onnxruntime = ONNX Runtime on the net's ONNX export, made once per "
                         "caffemodel into the cache (default on CPU: the fastest, per core 1.3x "
@@ -49,6 +45,16 @@ def add_arguments(p):
                    help="tile overlap in pixels (default 16 x stride, at least 32)")
     p.add_argument("--allow-python-layers", action="store_true",
                    help="accept a prototxt with Python layers (runs code named in the file)")
+
+
+def add_model_arguments(p, weights_note=""):
+    """--variant, --deploy, --weights (for inference.models.resolve_model)."""
+    p.add_argument("--variant", choices=VARIANTS, default=DEFAULT_VARIANT,
+                   help="model under models/<variant>/ (default %(default)s)")
+    p.add_argument("--deploy", metavar="PROTOTXT", help="deploy net (default: the variant's)")
+    p.add_argument("--weights", metavar="CAFFEMODEL",
+                   help="trained weights (default: models/<variant>/<variant>.caffemodel)"
+                        + weights_note)
 
 
 def _fail(msg):

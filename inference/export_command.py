@@ -16,7 +16,7 @@ two disagree by more than the tolerance, 2 nothing written (one "error: ..." lin
 import sys
 import time
 
-from .models import DEFAULT_VARIANT, VARIANTS
+from .command import add_model_arguments
 
 # |onnxruntime - pycaffe| allowed by the check after export: float32 summation-order noise
 # (measured: at most 2.4e-7 on the shipped MRFNet, 5e-6 on random-weight nets).
@@ -28,11 +28,7 @@ def add_arguments(p):
                    help="file to write (default: the cache that --backend onnxruntime reads, "
                         "MRFNET_CACHE/onnx, default ~/.cache/mrfnet-caffe/onnx; the path is "
                         "printed)")
-    p.add_argument("--variant", choices=VARIANTS, default=DEFAULT_VARIANT,
-                   help="model under models/<variant>/ (default %(default)s)")
-    p.add_argument("--deploy", metavar="PROTOTXT", help="deploy net (default: the variant's)")
-    p.add_argument("--weights", metavar="CAFFEMODEL",
-                   help="trained weights (default: models/<variant>/<variant>.caffemodel)")
+    add_model_arguments(p)
     p.add_argument("--fixed-size", metavar="WxH",
                    help="fixed input size (batch 1) for ONNX readers that need fixed dims, such as "
                         "OpenCV dnn's readNetFromONNX (default: height and width dynamic)")

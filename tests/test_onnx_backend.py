@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -17,14 +16,9 @@ from inference.backends import load  # noqa: E402
 from inference.tiling import (MEM_SAFETY, deblur_float, pad_to_stride, plan_for,  # noqa: E402
                               run_plan)
 from test_inference_fixtures import _probe, make_model  # noqa: E402
+from test_onnx_export import own_cache  # noqa: E402,F401  (autouse: a temporary ONNX cache)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path_factory, monkeypatch):
-    """ONNX exports of random-weight test nets go to a temporary cache, not the user's."""
-    monkeypatch.setenv("MRFNET_CACHE", str(tmp_path_factory.getbasetemp() / "mrfnet-cache"))
 
 
 def _run(args, env=None, code=None):
