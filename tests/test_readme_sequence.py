@@ -93,8 +93,9 @@ def test_make_prototxt_convert_then_caffe_train_as_the_readme_says(user_env, cle
     assert interrupted, f"caffe train never reported iteration 0:\n{log[-3000:]}"
     assert rc == 0, f"caffe train exited {rc}:\n{log[-3000:]}"
     assert "Cannot write to snapshot prefix" not in log
-    # batch 16 of 256x256 crops, the paper's setting, read from the committed train net
-    assert "Top shape: 16 3 256 256" in log
+    # batch 16 of 256x256 crops (blurred and sharp stacked), the paper's setting, read from the
+    # committed train net
+    assert "Top shape: 16 6 256 256" in log, log[-3000:]
     assert "Optimization stopped early" in log
     weights = sorted(SNAPSHOTS.glob("deblur_mrfnet__iter_*.caffemodel"))
     states = sorted(SNAPSHOTS.glob("deblur_mrfnet__iter_*.solverstate"))

@@ -182,7 +182,8 @@ if [ "${MRFNET_CAFFE_RUNTEST:-0}" = 1 ]; then
     prepare_tree "$RT"
     touch "$TREE/PREPARED"
   fi
-  MRFNET_PYTHON="$PY" MRFNET_CXXFLAGS="$OPENCV4_COMPAT" bash "$HERE/runtest.sh" "$RT/caffe" "$JOBS"
+  PY_ABS="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
+  MRFNET_PYTHON="$PY_ABS" MRFNET_CXXFLAGS="$OPENCV4_COMPAT" bash "$HERE/runtest.sh" "$RT/caffe" "$JOBS"
   exit $?
 fi
 
