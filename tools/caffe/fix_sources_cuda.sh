@@ -63,3 +63,28 @@ static void get_gpus(vector<int>* gpus) {
 ' perl -0pi -e 's|(// Parse phase from flags\n)|$ENV{GET_GPUS}\n$1|' tools/caffe.cpp
 grep -q 'static void get_gpus_unchecked' tools/caffe.cpp
 [ "$(grep -c 'static void get_gpus(vector<int>\* gpus) {' tools/caffe.cpp)" = 1 ]
+
+# 4. The Proposal layer (an SSD/Faster R-CNN extra of this tree) declares Backward_gpu without a
+#    body, and its .cu instantiates forward and backward: "explicit instantiation ... but no
+#    definition available" (an error for nvcc's host compiler). It has no backward on the CPU
+#    either ({}): give the GPU one the same empty body and instantiate the forward only.
+perl -0pi -e 's/(virtual void Backward_gpu\(const vector<Blob<Dtype>\*>& top,\n      const vector<bool>& propagate_down, const vector<Blob<Dtype>\*>& bottom\));/$1 {}/' \
+  include/caffe/layers/proposal_layer.hpp
+sed -i 's/^INSTANTIATE_LAYER_GPU_FUNCS(ProposalLayer);/INSTANTIATE_LAYER_GPU_FORWARD(ProposalLayer);/' src/caffe/layers/proposal_layer.cu
+grep -q 'propagate_down, const vector<Blob<Dtype>\*>& bottom) {}' include/caffe/layers/proposal_layer.hpp
+[ "$(grep -c 'propagate_down, const vector<Blob<Dtype>\*>& bottom) {}' include/caffe/layers/proposal_layer.hpp)" = 2 ]
+grep -q '^INSTANTIATE_LAYER_GPU_FORWARD(ProposalLayer);' src/caffe/layers/proposal_layer.cu
+
+# 5. Extra layers of this tree with no .cu at all (HardSigmoid, HardSwish, MaxUnPool,
+#    PixelShuffle, ReLU6, Upsample) still declare Forward_gpu/Backward_gpu, which only the
+#    CPU_ONLY stubs define: libcaffe.so linked with undefined references. Drop the declarations,
+#    so that Layer's own Forward_gpu/Backward_gpu run their CPU code (Caffe's fallback for layers
+#    without GPU code; blobs sync between host and device).
+for cpp in src/caffe/layers/*_layer.cpp; do
+  [ -e "${cpp%.cpp}.cu" ] && continue
+  cls=$(sed -n 's/^ *STUB_GPU(\([A-Za-z0-9_]*\));.*/\1/p' "$cpp")
+  [ -n "$cls" ] || continue
+  hpp=$(grep -l "class $cls\b" include/caffe/layers/*.hpp)
+  perl -0pi -e 's/\n[ \t]*virtual void (?:Forward|Backward)_gpu\([^;{]*\);//g' $hpp
+  if grep -q '_gpu(' $hpp; then echo "fix_sources_cuda.sh: $hpp still declares GPU functions" >&2; exit 1; fi
+done
