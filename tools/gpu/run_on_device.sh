@@ -24,7 +24,7 @@ BUNDLE=$ROOT/.gpu/caffe-gpu-bundle.tar.xz
 OUTDIR=${OUT:-$ROOT/results/gpu-run}
 BUDGET=480          # seconds for the whole script
 RESERVE=75          # seconds kept after training for caffe time, the multi-GPU check, summary
-CROP=256; BATCH=16; CROPS=48; PHOTO_SIZE=0; DEPLOY=1280x768; TIME_ITERS=20; P2P=25
+CROP=256; BATCH=16; CROPS=128; PHOTO_SIZE=0; DEPLOY=1280x768; TIME_ITERS=20; P2P=25
 PY=${PYTHON:-python3}
 WORKERS=$(n=$(nproc); [ "$n" -gt 16 ] && n=16; echo "$n")
 while [ $# -gt 0 ]; do
