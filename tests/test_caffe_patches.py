@@ -166,6 +166,18 @@ def _np_chain(net, x):
     return _np_conv(y, *p["c5"], 1, 1)
 
 
+def _forward_backward(net, x, g):
+    net.blobs["data"].data[...] = x
+    net.forward()
+    net.blobs["c5"].diff[...] = g  # the last layer of both chains is c5
+    for p in net.params.values():
+        for blob in p:
+            blob.diff[...] = 0
+    net.backward()
+    return (net.blobs["c5"].data.copy(), net.blobs["data"].diff.copy(),
+            {k: [b.diff.copy() for b in v] for k, v in net.params.items()})
+
+
 def test_convolution_chain_forward_matches_numpy(tmp_path):
     net = _net(tmp_path, _CONV_CHAIN.format(f=_FILLERS))
     x = np.random.default_rng(0).standard_normal((2, 3, 12, 12)).astype(np.float32)
@@ -188,13 +200,7 @@ def test_convolution_chain_gradients_match_finite_differences(tmp_path):
     def loss():
         return float((_np_chain(net, x.astype(np.float64)) * r).sum())
 
-    net.forward()
-    net.blobs["c5"].diff[...] = r
-    for p in net.params.values():
-        for blob in p:
-            blob.diff[...] = 0
-    net.backward()
-    data_grad = net.blobs["data"].diff.copy()
+    _, data_grad, _ = _forward_backward(net, x, r)
     eps = 1e-2
     for layer in ("c1", "c2", "c3", "c5"):
         w = net.params[layer][0]
@@ -267,18 +273,6 @@ layer {{ name: "d4" type: "Deconvolution" bottom: "c3" top: "d4"
 layer {{ name: "c5" type: "Convolution" bottom: "d4" top: "c5"
   convolution_param {{ num_output: 3 kernel_size: 3 pad: 1 {f} }} }}
 """
-
-
-def _forward_backward(net, x, g):
-    net.blobs["data"].data[...] = x
-    net.forward()
-    net.blobs["c5"].diff[...] = g
-    for p in net.params.values():
-        for blob in p:
-            blob.diff[...] = 0
-    net.backward()
-    return (net.blobs["c5"].data.copy(), net.blobs["data"].diff.copy(),
-            {k: [b.diff.copy() for b in v] for k, v in net.params.items()})
 
 
 def test_batched_products_give_what_image_by_image_products_give(tmp_path):
