@@ -70,7 +70,10 @@ mark start
 
 # 1. The bundle.
 if [ -d "$BUNDLE" ]; then B=$(cd "$BUNDLE" && pwd)
-elif [ -f "$BUNDLE" ]; then tar -C "$WORK" -xJf "$BUNDLE" || fail "cannot unpack $BUNDLE"; B="$WORK/caffe-bundle"
+elif [ -f "$BUNDLE" ]; then  # tar needs the xz program for -J; Python's tarfile does not
+  tar -C "$WORK" -xJf "$BUNDLE" 2>/dev/null || "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+    "$BUNDLE" "$WORK" || fail "cannot unpack $BUNDLE"
+  B="$WORK/caffe-bundle"
 else fail "no bundle at $BUNDLE: run tools/gpu/make_bundle.sh (make gpu-bundle) first"; fi
 log "bundle: $(head -1 "$B/MANIFEST.txt")"
 cat "$B/MANIFEST.txt" >> "$OUTDIR/run.log"
@@ -117,6 +120,8 @@ if ls "$B"/wheels/*.whl >/dev/null 2>&1; then
     >> "$OUTDIR/run.log" 2>&1 || fail "pip could not install the bundle's wheels"
 fi
 export PYTHONPATH="$ROOT:$B/python:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -c "import numpy, cv2, skimage, lmdb, google.protobuf" >> "$OUTDIR/run.log" 2>&1 \
+  || fail "$PY lacks a package the converter needs (numpy, cv2, skimage, lmdb, protobuf; run.log)"
 # The photos first, as they are (--photo-size 0), crops from them; only the train split.
 "$PY" -m mrfnet.cli convert --source bundled --bundled-split train --out "$WORK/data" \
     --crops "$CROPS" --crop-size "$CROP" --size "$PHOTO_SIZE" --workers "$WORKERS" --seed 0 \
