@@ -7,7 +7,8 @@
 #
 # 1. Test-only fixes the sdist needs: a stray line reading `cmake` in test_bbox_util.cpp, and
 #    the missing examples/images/ (the IO, DB and ImageData tests read cat.jpg 480x360,
-#    fish-bike.jpg 481x323 and "cat gray.jpg"): stand-ins of the same sizes, drawn with OpenCV.
+#    fish-bike.jpg 481x323, "cat gray.jpg" and cat_gray.jpg): stand-ins of the same sizes,
+#    drawn with OpenCV.
 # 2. Builds test_all.testbin (what BVLC's `make runtest` runs; the per-file test binaries that
 #    `make test` also links are the same tests again and are skipped).
 # 3. Runs every test case in its own process (`--gtest_filter=Case.*`): one abort, such as
@@ -21,19 +22,20 @@ set -euo pipefail
 TREE=${1:?usage: runtest.sh TREE JOBS}
 JOBS=${2:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# One failing test a line, "NAME reason"; each fails on the stock build too (docs/performance.md).
 KNOWN="$HERE/runtest-known-failures.txt"
 say() { printf '[caffe-runtest] %s\n' "$*" >&2; }
 cd "$TREE"
 
 # 1. test-only fixes (idempotent)
 sed -i '/^cmake$/d' src/caffe/test/test_bbox_util.cpp
-if [ ! -f "examples/images/fish-bike.jpg" ]; then
+if [ ! -f "examples/images/cat_gray.jpg" ]; then
   mkdir -p examples/images
   "${MRFNET_PYTHON:-python3}" - <<'PY'
 import cv2, numpy as np
 rng = np.random.default_rng(0)
 for name, (h, w), color in (("cat.jpg", (360, 480), True), ("fish-bike.jpg", (323, 481), True),
-                            ("cat gray.jpg", (360, 480), False)):
+                            ("cat gray.jpg", (360, 480), False), ("cat_gray.jpg", (360, 480), False)):
     img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 3)
     cv2.imwrite("examples/images/" + name, img if color else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
 PY
@@ -62,15 +64,15 @@ for c in "${CASES[@]}"; do
   log="runtest/$(echo "$c" | tr '/' '_').log"
   t0=$(date +%s)
   set +e
-  "$BIN" 0 --gtest_filter="$c.*" > "$log" 2>&1
+  { "$BIN" 0 --gtest_filter="$c.*" > "$log" 2>&1; } 2>/dev/null   # no "Aborted" from bash
   rc=$?
   set -e
   n=$(grep -c '^\[       OK \]' "$log" || true)
   if [ "$rc" = 0 ]; then status=PASS; elif grep -q '^\[  FAILED  \]' "$log"; then status=FAIL; else status=ABORT; fi
   printf '%s %s %s tests ok %s s\n' "$status" "$c" "$n" "$(( $(date +%s) - t0 ))" >> runtest/summary.txt
-  printf '\r[caffe-runtest] %d/%d %s          ' "$i" "${#CASES[@]}" "$c" >&2
+  if [ -t 2 ]; then printf '\r[caffe-runtest] %d/%d %s          ' "$i" "${#CASES[@]}" "$c" >&2; fi
 done
-echo >&2
+if [ -t 2 ]; then echo >&2; fi
 elapsed=$(( $(date +%s) - run_start ))
 
 # 4. failures against the known list
