@@ -68,8 +68,8 @@ caffe-gpu:
 gpu-bundle: $(DEPS_OK)
 	tools/gpu/make_bundle.sh
 
-# The device script on this CPU: a bundle of the venv's CPU build, tiny sizes, 40 s.
+# The device script on this CPU: a bundle of the venv's CPU build, tiny sizes, 10 s of training.
 gpu-rehearsal: caffe
 	@bundle=$$(tools/gpu/make_bundle.sh --cpu results/caffe-cpu-bundle) && PYTHON=$(abspath $(PY)) \
 	  bash tools/gpu/run_on_device.sh --cpu --bundle "$$bundle" --out results/gpu-rehearsal \
-	    --budget 40 --reserve 12 --crop 32 --batch 2 --crops 1 --photo-size 128 --deploy-size 64x48 --time-iters 1
+	    --train-seconds 10 --crop 32 --batch 2 --crops 1 --photo-size 128 --deploy-size 64x48 --time-iters 1

@@ -95,7 +95,7 @@ def test_summary_reads_caffe_logs(tmp_path):
     (tmp_path / "run.log").write_text("name, driver_version, memory.total [MiB], memory.used [MiB]\n"
                                       "NVIDIA H200, 580.159.04, 143771 MiB, 0 MiB\n")
     phases = tmp_path / "phases"
-    phases.write_text("start 100\ndata 100\ntrain 101\ntrained 103\ntime 103\ntimed 104\np2p_rc 0\n")
+    phases.write_text("start 100\ndata 100\ntrain 101\ntrained 103\ntime 103\ntimed 104\n")
     r = subprocess.run([sys.executable, str(TOOLS / "gpu" / "summarize.py"), "--out", str(tmp_path), "--phases", str(phases),
                         "--setting", "batch=16"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -107,7 +107,7 @@ def test_summary_reads_caffe_logs(tmp_path):
     assert s["gpu_memory"]["train"]["peak_mib"] == 12000 and s["gpu_memory"]["time"]["peak_mib"] == 6000
     assert s["gpu_memory"]["train"]["mean_utilization_pct"] == 75.0
     assert s["gpu"]["name"] == "NVIDIA H200"
-    assert s["train"]["wall_seconds"] == 2 and s["multi_gpu_path_exit_status"] == 0
+    assert s["train"]["wall_seconds"] == 2
     assert "| seconds per iteration | 0.02 |" in (tmp_path / "summary.md").read_text()
 
 
@@ -148,14 +148,14 @@ def test_device_script_rehearsal_on_cpu(tmp_path, venv_bin, repo_root):
     env.pop("OUT", None)
     env.pop("GLOG_minloglevel", None)
     r = subprocess.run(["bash", str(TOOLS / "gpu" / "run_on_device.sh"), "--cpu", "--bundle", str(bundle),
-                        "--out", str(out), "--budget", "24", "--reserve", "8", "--crop", "32", "--batch", "2",
+                        "--out", str(out), "--train-seconds", "8", "--crop", "32", "--batch", "2",
                         "--crops", "1", "--photo-size", "128", "--deploy-size", "64x48", "--time-iters", "1"],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"{r.stderr[-3000:]}\n{(out / 'run.log').read_text()[-3000:] if (out / 'run.log').exists() else ''}"
     files = sorted(p.name for p in out.iterdir())
     assert files == ["mrfnet_gpu.caffemodel", "run.log", "summary.json", "summary.md", "time.log", "train.log"]
     s = json.loads((out / "summary.json").read_text())
-    assert s["mode"] == "cpu" and s["train"]["iterations"] >= 2
+    assert s["mode"] == "cpu" and s["train"]["iterations"] >= 1
     assert s["train"]["seconds_per_iteration"] > 0 and s["time"]["forward_ms"] > 0
     assert "wrote " in (out / "run.log").read_text()    # the converter's last line
     import caffe

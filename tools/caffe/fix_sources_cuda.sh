@@ -24,7 +24,7 @@ grep -q cudaDevAttrKernelExecTimeout src/caffe/common.cpp
 perl -0pi -e 's/#ifdef USE_NCCL\n    caffe::NCCL<float> nccl\(solver\);\n    nccl\.Run\(gpus, FLAGS_snapshot\.size\(\) > 0 \? FLAGS_snapshot\.c_str\(\) : NULL\);\n#else\n    LOG\(FATAL\) << "Multi-GPU execution not available - rebuild with USE_NCCL";\n#endif/    \/\/ mrfnet-caffe (fix_sources_cuda.sh): the tree\x27s rc3 multi-GPU code.\n    caffe::P2PSync<float> sync(solver, NULL, solver->param());\n    sync.Run(gpus);/' tools/caffe.cpp
 grep -q 'caffe::P2PSync<float> sync(solver, NULL, solver->param());' tools/caffe.cpp
 
-# 3. No GPU, no driver or a wrong GPU id: `caffe device_query/train/test/time -gpu ...` died in
+# 3. No GPU, no driver, a wrong or repeated GPU id: `caffe device_query/train/test/time -gpu ...` died in
 #    a CUDA_CHECK ("Check failed: error == cudaSuccess (35 vs. 0) CUDA driver version is
 #    insufficient...") with a stack trace. Check once, where the -gpu flag is parsed, and stop
 #    with what is missing and what to do instead (exit status 1).
@@ -57,6 +57,13 @@ static void get_gpus(vector<int>* gpus) {
       std::cerr << "caffe: -gpu " << FLAGS_gpu << ": there is no GPU " << (*gpus)[i]
           << "; CUDA sees " << count << " (ids 0 to " << count - 1 << ", as nvidia-smi lists them).\n";
       exit(1);
+    }
+    for (int j = 0; j < i; ++j) {
+      if ((*gpus)[j] == (*gpus)[i]) {  // P2PSync runs one solver per GPU (a CHECK failure before)
+        std::cerr << "caffe: -gpu " << FLAGS_gpu << " names GPU " << (*gpus)[i] << " twice; "
+            << "each GPU runs one solver, so name each once.\n";
+        exit(1);
+      }
     }
   }
 }

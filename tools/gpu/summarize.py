@@ -124,8 +124,6 @@ def summarize(out, phases_file, mode, setting):
         s["train"]["wall_seconds"] = marks["trained"] - marks["train"]
     if "data" in marks and "train" in marks:
         s["data_seconds"] = marks["train"] - marks["data"]
-    if "p2p_rc" in marks:
-        s["multi_gpu_path_exit_status"] = marks["p2p_rc"]
     (out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
     t, tm, mem = s["train"], s["time"], s["gpu_memory"]
     rows = [("mode", mode), ("setting", setting),
@@ -137,8 +135,7 @@ def summarize(out, phases_file, mode, setting):
             ("GPU utilisation, training (mean)", f"{mem.get('train', {}).get('mean_utilization_pct', '-')} %"),
             ("deploy forward", f"{tm.get('forward_ms', '-')} ms"),
             ("deploy forward + backward", f"{tm.get('forward_backward_ms', '-')} ms"),
-            ("GPU memory peak, caffe time", f"{mem.get('time', {}).get('peak_mib', '-')} MiB"),
-            ("multi-GPU path (-gpu 0,0) exit status", s.get("multi_gpu_path_exit_status", "not run"))]
+            ("GPU memory peak, caffe time", f"{mem.get('time', {}).get('peak_mib', '-')} MiB")]
     md = ["| what | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     (out / "summary.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
