@@ -10,7 +10,9 @@
 #    fish-bike.jpg 481x323, "cat gray.jpg" and cat_gray.jpg): stand-ins of the same sizes,
 #    drawn with OpenCV.
 # 2. Builds test_all.testbin (what BVLC's `make runtest` runs; the per-file test binaries that
-#    `make test` also links are the same tests again and are skipped).
+#    `make test` also links are the same tests again and are skipped). With
+#    MRFNET_RUNTEST_FILES="test_blob test_io ..." it builds and runs only those files' per-file
+#    binaries (how the known failures were checked on the stock build without compiling all).
 # 3. Runs every test case in its own process (`--gtest_filter=Case.*`): one abort, such as
 #    BlobSimpleTest's GPU test in a CPU_ONLY build, would otherwise end the whole run.
 # 4. Writes TREE/runtest/summary.txt (one line per case: PASS/FAIL/ABORT, tests, seconds) and
@@ -41,11 +43,12 @@ for name, (h, w), color in (("cat.jpg", (360, 480), True), ("fish-bike.jpg", (32
 PY
 fi
 
-# 2. the test binary (incremental: a second run compiles nothing)
-BIN=.temp_release/test/test_all.testbin
-say "building $BIN with $JOBS jobs (log: $TREE/runtest-build.log)"
+# 2. the test binaries (incremental: a second run compiles nothing)
+BINS=()
+for f in ${MRFNET_RUNTEST_FILES:-test_all}; do BINS+=(".temp_release/test/$f.testbin"); done
+say "building ${BINS[*]} with $JOBS jobs (log: $TREE/runtest-build.log)"
 start=$(date +%s)
-if ! CXXFLAGS="${MRFNET_CXXFLAGS:-}" make -j"$JOBS" "$BIN" > runtest-build.log 2>&1; then
+if ! CXXFLAGS="${MRFNET_CXXFLAGS:-}" make -j"$JOBS" "${BINS[@]}" > runtest-build.log 2>&1; then
   tail -n 30 runtest-build.log >&2
   say "ERROR: the test suite did not compile; the last 30 lines of the log are above"
   exit 1
@@ -55,11 +58,16 @@ say "built in $(( $(date +%s) - start )) s"
 # 3. every case in its own process
 mkdir -p runtest
 : > runtest/summary.txt
-mapfile -t CASES < <("$BIN" --gtest_list_tests 2>/dev/null | grep -v '^ ' | sed 's/ *#.*//' | sed 's/\.$//')
+CASES=()   # "binary case" pairs
+for bin in "${BINS[@]}"; do
+  while read -r c; do CASES+=("$bin $c"); done \
+    < <("$bin" --gtest_list_tests 2>/dev/null | grep -v '^ ' | sed 's/ *#.*//' | sed 's/\.$//')
+done
 say "running ${#CASES[@]} test cases, each in its own process"
 run_start=$(date +%s)
 i=0
-for c in "${CASES[@]}"; do
+for pair in "${CASES[@]}"; do
+  BIN=${pair%% *}; c=${pair#* }
   i=$((i + 1))
   log="runtest/$(echo "$c" | tr '/' '_').log"
   t0=$(date +%s)
