@@ -173,6 +173,7 @@ prepare_tree() {  # unpack into $1/caffe with the fixes, patches and config of t
 # run compiles nothing; tools/caffe/runtest.sh builds and runs the tests.
 if [ "${MRFNET_CAFFE_RUNTEST:-0}" = 1 ]; then
   RT="$CACHE/runtest-$KEY"
+  PY_ABS="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"   # before prepare_tree's cd
   mkdir -p "$CACHE"
   exec 8>"$CACHE/.runtest-lock"
   flock 8
@@ -182,7 +183,6 @@ if [ "${MRFNET_CAFFE_RUNTEST:-0}" = 1 ]; then
     prepare_tree "$RT"
     touch "$TREE/PREPARED"
   fi
-  PY_ABS="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
   MRFNET_PYTHON="$PY_ABS" MRFNET_CXXFLAGS="$OPENCV4_COMPAT" bash "$HERE/runtest.sh" "$RT/caffe" "$JOBS"
   exit $?
 fi
