@@ -25,9 +25,9 @@ def add_arguments(p):
                            "`mrfnet export`")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="onnxruntime = ONNX Runtime on the net's ONNX export, made once per "
-                        "caffemodel into the cache (default on CPU: the fastest, per core 1.3x "
-                        "OpenCV dnn at 256x256 and 1.6x at 1280x720, 1.7-2x pycaffe, with less "
-                        "memory than either, docs/benchmarks.md); opencv = cv2.dnn on the same "
+                        "caffemodel into the cache (default on CPU: the fastest in make bench, 1.3x "
+                        "OpenCV dnn at 256x256 and 1.9x at 1280x720, 1.8-2.2x pycaffe, "
+                        "docs/benchmarks.md); opencv = cv2.dnn on the same "
                         "files (no Caffe needed); caffe = pycaffe, the reference (default with "
                         "--gpu)")
     p.add_argument("--gpu", action="store_true", help="pycaffe on GPU 0 (needs a CUDA build)")
