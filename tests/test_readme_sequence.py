@@ -95,7 +95,7 @@ def test_make_prototxt_convert_then_caffe_train_as_the_readme_says(user_env, cle
     assert "Cannot write to snapshot prefix" not in log
     # batch 16 of 256x256 crops (blurred and sharp stacked), the paper's setting, read from the
     # committed train net
-    assert "Top shape: 16 6 256 256" in log, log[-3000:]
+    assert "output data size: 16,6,256,256" in log, log[:6000]
     assert "Optimization stopped early" in log
     weights = sorted(SNAPSHOTS.glob("deblur_mrfnet__iter_*.caffemodel"))
     states = sorted(SNAPSHOTS.glob("deblur_mrfnet__iter_*.solverstate"))
