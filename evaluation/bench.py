@@ -228,9 +228,10 @@ def measure(quick=False, baseline_caffe=None, before_caffe=None):
 
     all_levers = levers(baseline_caffe, before_caffe=before_caffe)
     res = {"machine": _machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": quick,
-           "levers": {k: {f: v for f, v in lv.items() if f != "backends"} for k, lv in all_levers.items()},
-           "baseline_caffe": str(baseline_caffe) if baseline_caffe else None,
-           "before_caffe": str(before_caffe) if before_caffe else None,
+           "levers": {k: {f: _portable(v) for f, v in lv.items() if f != "backends"}
+                      for k, lv in all_levers.items()},
+           "baseline_caffe": _portable(baseline_caffe) if baseline_caffe else None,
+           "before_caffe": _portable(before_caffe) if before_caffe else None,
            "load_before": os.getloadavg()}
     res["layers"] = _layers(all_levers)
     res["forward"], res["profile"] = _forwards(all_levers, quick)
@@ -241,6 +242,14 @@ def measure(quick=False, baseline_caffe=None, before_caffe=None):
     res["load_after"] = os.getloadavg()
     res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     return res
+
+
+def _portable(value):
+    """A path as the report shows it: the home folder as ~ (the report is committed; the
+    machine's own paths are not)."""
+    if isinstance(value, (str, Path)):
+        return str(value).replace(str(Path.home()), "~", 1)
+    return value
 
 
 def _machine():

@@ -117,3 +117,10 @@ def test_report_only_rewrites_the_markdown_from_the_json(tmp_path):
     empty.mkdir()
     assert bench.run(p.parse_args(["--out", str(empty), "--report-only"])) == 2
     assert not (empty / "benchmarks.md").exists()
+
+
+def test_report_keeps_this_machines_home_out_of_committed_paths():
+    home = Path.home()
+    assert bench._portable(home / ".cache" / "mrfnet-caffe" / "caffe-x") == "~/.cache/mrfnet-caffe/caffe-x"
+    assert bench._portable(str(home / "a")) == "~/a"
+    assert bench._portable(3) == 3 and bench._portable(None) is None
