@@ -37,6 +37,7 @@ def _gpu_present():
 
 def _caffe(build, *args, timeout=120):
     env = dict(os.environ, GLOG_logtostderr="1")
+    env.pop("GLOG_minloglevel", None)   # conftest quiets Caffe; these tests read its log
     env["LD_LIBRARY_PATH"] = sysconfig.get_config_var("LIBDIR") + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
     return subprocess.run([str(build / ".temp_release" / "tools" / "caffe.bin"), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
