@@ -95,3 +95,10 @@ for cpp in src/caffe/layers/*_layer.cpp; do
   perl -0pi -e 's/\n[ \t]*virtual void (?:Forward|Backward)_gpu\([^;{]*\);//g' $hpp
   if grep -q '_gpu(' $hpp; then echo "fix_sources_cuda.sh: $hpp still declares GPU functions" >&2; exit 1; fi
 done
+
+# 6. In CPU mode (no -gpu) a CUDA build still asked CUDA for the current device whenever a
+#    thread started (the data layers' prefetch thread): on a machine without a driver `caffe
+#    train` of a net with a Data layer died with "Check failed: error == cudaSuccess (35 vs. 0)".
+#    Ask only in GPU mode, as the rest of Caffe does.
+perl -0pi -e 's/  CUDA_CHECK\(cudaGetDevice\(&device\)\);/  if (Caffe::mode() == Caffe::GPU) { CUDA_CHECK(cudaGetDevice(&device)); }/; s/  CUDA_CHECK\(cudaSetDevice\(device\)\);/  if (mode == Caffe::GPU) { CUDA_CHECK(cudaSetDevice(device)); }/' src/caffe/internal_thread.cpp
+[ "$(grep -c 'if (Caffe::mode() == Caffe::GPU) { CUDA_CHECK(cudaGetDevice(&device)); }\|if (mode == Caffe::GPU) { CUDA_CHECK(cudaSetDevice(device)); }' src/caffe/internal_thread.cpp)" = 2 ]
