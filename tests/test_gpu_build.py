@@ -6,6 +6,7 @@ not build either (README "GPU build": too long for CI's budget on 2 cores), so o
 are skipped, with that reason; the CPU Caffe tests never skip. On a machine without a GPU it checks
 what a user without one sees: a clear message, exit status 1, no glog "Check failed" crash; with
 a GPU, that device_query sees it."""
+import json
 import os
 import subprocess
 import sys
@@ -80,14 +81,24 @@ def test_device_query_with_a_gpu(gpu_build):
     assert r.returncode == 0 and "Device id:" in r.stderr
 
 
-def test_cpu_mode_still_works(gpu_build, tmp_path):
-    """Without -gpu, the CUDA build runs on the CPU (a user's machine without a GPU)."""
-    deploy = (REPO / "models" / "mrfnet" / "deploy.prototxt").read_text()
-    small = tmp_path / "deploy.prototxt"
-    small.write_text(deploy.replace("dim: 256\n      dim: 256", "dim: 48\n      dim: 64", 1))
-    r = _caffe(gpu_build, "time", "-model", str(small), "-iterations", "1")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "Average Forward pass" in r.stderr
+def test_cpu_mode_trains(gpu_build, tmp_path):
+    """Without -gpu, the CUDA build trains on the CPU of a machine without a driver (a Data
+    layer's prefetch thread asked CUDA for a device before fix_sources_cuda.sh fix 6), through
+    the device script's CPU path with a bundle of this build."""
+    bundle = tmp_path / "bundle"
+    r = subprocess.run([str(REPO / "tools" / "gpu" / "make_bundle.sh"), "--caffe-dir", str(gpu_build), str(bundle)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "libcudart.so.13" in (bundle / "MANIFEST.txt").read_text()
+    env = dict(os.environ, PYTHON=sys.executable)
+    env.pop("OUT", None)
+    r = subprocess.run(["bash", str(REPO / "tools" / "gpu" / "run_on_device.sh"), "--cpu", "--bundle", str(bundle),
+                        "--out", str(tmp_path / "out"), "--train-seconds", "6", "--crop", "32", "--batch", "2",
+                        "--crops", "1", "--photo-size", "128", "--deploy-size", "64x48", "--time-iters", "1"],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["train"]["iterations"] >= 1 and s["time"]["forward_ms"] > 0
 
 
 def test_device_bundle():

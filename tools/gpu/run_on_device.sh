@@ -17,6 +17,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 T0=$(date +%s)
+unset GLOG_minloglevel   # the summary reads Caffe's INFO lines
 
 MODE=gpu
 BUNDLE=$ROOT/.gpu/caffe-gpu-bundle.tar.xz
