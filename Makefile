@@ -72,4 +72,5 @@ gpu-bundle: $(DEPS_OK)
 gpu-rehearsal: caffe
 	@bundle=$$(tools/gpu/make_bundle.sh --cpu results/caffe-cpu-bundle) && PYTHON=$(abspath $(PY)) \
 	  bash tools/gpu/run_on_device.sh --cpu --bundle "$$bundle" --out results/gpu-rehearsal \
-	    --train-seconds 10 --crop 32 --batch 2 --crops 1 --photo-size 128 --deploy-size 64x48 --time-iters 1
+	    --train-seconds 10 --crop 32 --batch 2 --crops 1 --photo-size 128 --deploy-size 64x48 --time-iters 1 \
+	  && cat results/gpu-rehearsal/summary.md
