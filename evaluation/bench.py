@@ -86,11 +86,9 @@ def lever_env(lever, environ=os.environ):
     """The environment of a measurement under `lever`."""
     env = {k: v for k, v in environ.items() if k not in lever.get("unset", ())}
     env.update(lever.get("env", {}))
-    if lever.get("pythonpath"):
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [lever["pythonpath"], env.get("PYTHONPATH")]))
-    if lever.get("library_path"):
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [lever["library_path"],
-                                                               env.get("LD_LIBRARY_PATH")]))
+    for key, var in (("pythonpath", "PYTHONPATH"), ("library_path", "LD_LIBRARY_PATH")):
+        if lever.get(key):  # put first on the search path
+            env[var] = os.pathsep.join(filter(None, [lever[key], env.get(var)]))
     env["GLOG_minloglevel"] = "2"
     return env
 
