@@ -6,12 +6,14 @@ Examples:
                  --crops 4 --crop-size 256 --seed 0
   mrfnet convert --source pairs --blur my/blurred --sharp my/sharp --format hdf5 --out data/mine
   mrfnet convert --source sharp --images DOTA/images --augment all --out data/dota
+  mrfnet convert --source sharp --images aerial/images --exclude models/mrfnet/heldout_aerial.txt \
+                 --crops 8 --crop-size 128 --out data/aerial
 """
 import argparse
 import os
 import sys
 
-from . import sources
+from . import holdout, sources
 from .augment import parse_augment
 from .convert import FORMATS, convert
 from .errors import DataPrepError
@@ -22,7 +24,8 @@ SOURCES = ("bundled", "gopro", "pairs", "sharp")
 # option dest -> the sources it belongs to (given elsewhere -> error)
 SOURCE_OPTIONS = {"root": ("gopro",), "split": ("gopro",), "gopro_blur": ("gopro",),
                   "blur": ("pairs",), "sharp": ("pairs",), "images": ("sharp",),
-                  "test_fraction": ("pairs", "sharp"), "bundled_split": ("bundled",)}
+                  "test_fraction": ("pairs", "sharp"), "bundled_split": ("bundled",),
+                  "exclude": ("sharp",), "only": ("sharp",)}
 SYNTHETIC_OPTIONS = ("size", "blur_kind", "augment", "shake_size")
 
 
@@ -39,6 +42,11 @@ def add_arguments(parser):
     src.add_argument("--blur", help="pairs: folder of blurred images")
     src.add_argument("--sharp", help="pairs: folder of sharp images (matched by file name)")
     src.add_argument("--images", help="sharp: folder of sharp photos to blur synthetically")
+    src.add_argument("--exclude", metavar="LIST",
+                     help="sharp: skip the images named in this list file (one file name per line), "
+                          "e.g. a hold-out list (data_prep/holdout.py)")
+    src.add_argument("--only", metavar="LIST",
+                     help="sharp: use only the images named in this list file")
     src.add_argument("--test-fraction", type=float,
                      help="pairs/sharp: fraction of images (not patches) held out as 'test' (default 0)")
     src.add_argument("--bundled-split", choices=("both", "train", "test"),
@@ -122,6 +130,13 @@ def build(args):
         else:
             items = sources.sharp_folder(args.images)
             desc.update(images=os.path.abspath(args.images))
+            if args.exclude and args.only:
+                raise DataPrepError("give --exclude or --only, not both")
+            if args.exclude or args.only:
+                option = "--exclude" if args.exclude else "--only"
+                items = holdout.select(items, holdout.read_list(args.exclude or args.only, option),
+                                       keep=bool(args.only), option=option)
+                desc[option[2:]] = os.path.abspath(args.exclude or args.only)
         train, test = sources.split_items(items, args.test_fraction or 0.0, args.seed)
         splits = {"train": train, "test": test}
     job = RenderJob(crops=args.crops, crop_size=args.crop_size, seed=args.seed, recipe=recipe,

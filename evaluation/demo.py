@@ -46,23 +46,11 @@ def _say(msg):
 
 def render_pairs(names, folder, seed, split_id):
     """Blurred/sharp PNG pairs of bundled photos at 256x256 under folder/{blur,sharp}/<name>.png,
-    with their kernel parameters in folder/params.json. Returns data_prep Items."""
-    from data_prep import bundled
-    from data_prep.imageio import write_image
-    from data_prep.recipe import Recipe, render, sample_streams
+    with their kernel parameters in folder/params.json (data_prep.pairs). Returns data_prep Items."""
+    from data_prep.pairs import render_pairs as render
     from data_prep.sources import Item
 
-    folder = Path(folder)
-    items, params = [], {}
-    for i, name in enumerate(names):
-        blurred, sharp, p = render(bundled.load(name), Recipe(), sample_streams(seed, i, 0, split_id))
-        write_image(folder / "blur" / f"{name}.png", blurred)
-        write_image(folder / "sharp" / f"{name}.png", sharp)
-        params[name] = p
-        items.append(Item(name=f"{name}.png", sharp=str(folder / "sharp" / f"{name}.png"),
-                          blur=str(folder / "blur" / f"{name}.png"), kind="pair"))
-    (folder / "params.json").write_text(json.dumps(params, indent=1, sort_keys=True))
-    return items
+    return render([Item(name=n, sharp=n, kind="bundled") for n in names], folder, seed, split_id)
 
 
 def plan_iterations(args, budget_s):

@@ -12,6 +12,7 @@ COMMANDS = {
     "prototxt": ("prototxt_gen.command", "write train/test/deploy/solver prototxt per variant"),
     "summary": ("prototxt_gen.summary", "parameters, multiply-adds and blob memory per variant"),
     "convert": ("data_prep.command", "render blurred/sharp patches into LMDB or HDF5"),
+    "pairs": ("data_prep.pairs", "blur whole photos into blur/ + sharp/ PNG pairs for evaluation"),
     "verify": ("data_prep.verify", "re-read an LMDB/HDF5 database and check it"),
     "train": ("solver.command", "train with pycaffe (loss-weight schedule, logs, resume)"),
     "caffe-stages": ("solver.stages", "run `caffe train` stage by stage (loss-weight groups)"),

@@ -13,6 +13,17 @@ from solver.errors import TrainingDiverged
 
 def add_arguments(p):
     PL.add_common_arguments(p)
+    p.add_argument("--train-images", default=None, metavar="DIR",
+                   help="instead of --train-db: a folder of sharp photos, resized to 256x256 and "
+                        "blurred afresh with the authors' recipe for every sample (a new kernel "
+                        "each time; solver/fresh_data.py)")
+    p.add_argument("--exclude", default=None, metavar="LIST",
+                   help="with --train-images: leave out the photos named in this list file "
+                        "(one file name per line, e.g. models/mrfnet/heldout_aerial.txt)")
+    p.add_argument("--weights", default=None, metavar="CAFFEMODEL",
+                   help="start a new run from these weights (a .caffemodel of the same variant "
+                        "and paths; iteration, lr and Adam state start afresh); to continue a "
+                        "run with its solver state use --resume")
     p.add_argument("--val", default=None,
                    help="held-out set: LMDB, HDF5, or a folder with blur/ and sharp/ subfolders")
     p.add_argument("--val-max", type=int, default=None,

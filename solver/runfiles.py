@@ -29,13 +29,19 @@ def data_source(db, run_dir, name):
     return "hdf5", str(lst.resolve())
 
 
-def check_crop(db, crop, paths, option="--crop"):
-    """The crop must fit the net (multiple of its stride) and the stored patches (LMDB crops
-    inside them; HDF5Data cannot crop, so it must equal them)."""
+def check_net_crop(crop, paths, option="--crop"):
+    """The crop must fit the net: a multiple of its total stride."""
     try:
         check_size(crop, crop, paths, what=f"{option} {crop}")
     except TopologyError as exc:
         raise RunConfigError(str(exc)) from None
+    return crop
+
+
+def check_crop(db, crop, paths, option="--crop"):
+    """The crop must fit the net (multiple of its stride) and the stored patches (LMDB crops
+    inside them; HDF5Data cannot crop, so it must equal them)."""
+    check_net_crop(crop, paths, option)
     h, w = sample_shape(db)
     if db_kind(db) == "hdf5" and (h, w) != (crop, crop):
         raise RunConfigError(f"{db}: HDF5 patches are {w}x{h} but {option} is {crop}; HDF5Data "
@@ -70,7 +76,8 @@ def write_text(path, text):
 
 def write_train_net(path, variant, paths, db, run_dir, crop, batch, loss, weights=None,
                     header=()):
-    kind, source = data_source(db, run_dir, "train")
+    """The run's train net; db None = Input blobs "data" and "label" fed by the trainer."""
+    kind, source = data_source(db, run_dir, "train") if db else ("input", None)
     net = nets.train_net(variant, paths, data=kind, loss=loss, crop=crop, batch_size=batch,
                          source=source, weights=weights, phase="train")
     return write_text(path, nets.to_text(net, header=header))

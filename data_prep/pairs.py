@@ -1,0 +1,87 @@
+"""`mrfnet pairs`: whole photos blurred with the authors' recipe into blur/ and sharp/ PNG pairs.
+
+Evaluation sets (what `mrfnet eval --blur DIR/blur --sharp DIR/sharp` and `mrfnet train --val DIR`
+read): each photo is resized to 256x256 (the recipe's size) and blurred once, seeded by
+(seed, split id, photo index), so the same command gives the same pairs on any machine.
+OUT/params.json lists every photo's kernel parameters.
+
+Examples:
+  mrfnet pairs --images aerial/images --only models/mrfnet/heldout_aerial.txt --out data/heldout_aerial
+  mrfnet pairs --bundled heldout --out data/heldout_bundled
+"""
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from . import bundled, holdout, sources
+from .errors import DataPrepError
+from .imageio import read_image_with_notes, write_image
+from .recipe import Recipe, render, sample_streams
+
+SPLIT_ID = 1   # the "test" split's id in data_prep (render.RenderJob.split_id)
+
+
+def render_pairs(items, folder, seed, split_id=SPLIT_ID, size=256):
+    """Blurred/sharp PNG pairs of `items` (data_prep Items of kind "bundled" or "sharp") under
+    folder/{blur,sharp}/<stem>.png, kernel parameters in folder/params.json. Returns the pairs as
+    Items (kind "pair"). Nothing is left behind when a photo cannot be read."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    out, params = [], {}
+    try:
+        for i, it in enumerate(items):
+            photo = bundled.load(it.sharp) if it.kind == "bundled" else read_image_with_notes(it.sharp)[0]
+            blurred, sharp, p = render(photo, Recipe(size=size), sample_streams(seed, i, 0, split_id))
+            stem = Path(it.name).name.rsplit(".", 1)[0]
+            write_image(tmp / "blur" / f"{stem}.png", blurred)
+            write_image(tmp / "sharp" / f"{stem}.png", sharp)
+            params[f"{stem}.png"] = {"source": it.name, **p}
+            out.append(stem)
+        (tmp / "params.json").write_text(json.dumps({"seed": seed, "split_id": split_id,
+                                                     "size": size, "pairs": params},
+                                                    indent=1, sort_keys=True) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return [sources.Item(name=f"{s}.png", sharp=str(folder / "sharp" / f"{s}.png"),
+                         blur=str(folder / "blur" / f"{s}.png"), kind="pair") for s in out]
+
+
+def add_arguments(p):
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = __doc__.split("\n", 2)[2]
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder of sharp photos")
+    src.add_argument("--bundled", choices=("train", "heldout"),
+                     help="the photos scikit-image ships (docs/data.md)")
+    p.add_argument("--only", metavar="LIST", help="only the photos named in this list file")
+    p.add_argument("--exclude", metavar="LIST", help="leave out the photos named in this list file")
+    p.add_argument("--out", required=True, help="folder to write (blur/, sharp/, params.json)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the kernel draws (default 0)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+def run(args):
+    try:
+        if args.images:
+            items = sources.sharp_folder(args.images)
+        else:
+            items = sources.bundled_items("heldout" if args.bundled == "heldout" else "train")
+        for option, keep in (("only", True), ("exclude", False)):
+            if getattr(args, option):
+                items = holdout.select(items, holdout.read_list(getattr(args, option), f"--{option}"),
+                                       keep=keep, option=f"--{option}")
+        if Path(args.out).exists() and not args.force:
+            raise DataPrepError(f"--out {args.out} exists; use --force to replace it")
+        pairs = render_pairs(items, args.out, args.seed)
+    except DataPrepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(pairs)} pairs of 256x256 to {args.out} (blur/, sharp/, params.json)")
+    return 0

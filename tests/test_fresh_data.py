@@ -1,0 +1,181 @@
+"""Training on photos blurred on the fly (`mrfnet train --train-images`), the hold-out rule and
+list files, `mrfnet pairs`, and starting a run from given weights (`--weights`)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+from data_prep import holdout  # noqa: E402
+from data_prep.errors import DataPrepError  # noqa: E402
+from data_prep.imageio import read_image, write_image  # noqa: E402
+from data_prep.recipe import apply_authors_blur, draw_authors_blur, render, Recipe, sample_streams  # noqa: E402
+from data_prep.sources import Item  # noqa: E402
+from solver.errors import RunConfigError  # noqa: E402
+from solver.fresh_data import FreshBlurBatches, load_photos, render_crop  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def mrfnet(*argv):
+    return subprocess.run([sys.executable, "-m", "mrfnet.cli", *argv], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Six small real photos (scikit-image's) in two 'classes', as files."""
+    from data_prep import bundled
+    d = tmp_path_factory.mktemp("photos")
+    for i, name in enumerate(["astronaut", "chelsea", "coffee", "camera", "rocket", "motorcycle_left"]):
+        write_image(d / f"cls{i % 2}_{name}.png", bundled.load(name))
+    return d
+
+
+# ------------------------------------------------------------------ the hold-out rule
+def test_holdout_takes_every_eighth_of_each_class_sorted():
+    names = [f"rsscn7_a_{i:03d}.jpg" for i in range(20)] + [f"rsscn7_b_{i:03d}.jpg" for i in range(9)]
+    out = holdout.holdout_names(list(reversed(names)))
+    assert out == ["rsscn7_a_003.jpg", "rsscn7_a_011.jpg", "rsscn7_a_019.jpg", "rsscn7_b_003.jpg"]
+
+
+def test_committed_aerial_holdout_list_follows_the_rule_and_holds_out_over_10_percent():
+    names = holdout.read_list(os.path.join(REPO, "models", "mrfnet", "heldout_aerial.txt"))
+    per_class = {}
+    for n in names:
+        per_class[holdout.class_of(n)] = per_class.get(holdout.class_of(n), 0) + 1
+    assert len(per_class) == 7 and set(per_class.values()) == {18}   # 18 of 144 = 12.5%
+    aerial = os.path.join(REPO, "..", "shared", "data", "aerial_train", "images")
+    if os.path.isdir(aerial):   # the rule reproduces the list from the real folder
+        assert holdout.holdout_names(sorted(os.listdir(aerial))) == names
+
+
+def test_select_refuses_names_that_match_nothing(tmp_path):
+    items = [Item(name="x_1.png", sharp="x_1.png", kind="sharp")]
+    with pytest.raises(DataPrepError, match="x_2.png not among the images"):
+        holdout.select(items, ["x_2.png"], keep=False, option="--exclude")
+    assert holdout.select(items, ["x_1.png"], keep=False, option="--exclude") == []
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(DataPrepError, match="empty"):
+        holdout.read_list(tmp_path / "empty.txt")
+
+
+# ------------------------------------------------------------------ blurred on the fly
+def test_window_blur_equals_blurring_the_whole_photo_then_cropping():
+    from data_prep import bundled
+    photo = bundled.load("coffee")[:256, :256].copy()
+    rng = np.random.default_rng(5)
+    for y, x in [(0, 0), (192, 192), (100, 37), (0, 150)]:
+        p = draw_authors_blur(rng)
+        p["motion_len"] = 30
+        whole = apply_authors_blur(photo, p)
+        b, s = render_crop(photo, p, y, x, 64, mirror=False)
+        np.testing.assert_array_equal(b, whole[y:y + 64, x:x + 64])
+        np.testing.assert_array_equal(s, photo[y:y + 64, x:x + 64])
+        bm, sm = render_crop(photo, p, y, x, 64, mirror=True)
+        np.testing.assert_array_equal(bm, b[:, ::-1])
+
+
+def test_batches_are_fresh_seeded_and_in_caffe_layout(photos):
+    names, imgs = load_photos(photos, exclude=None, min_side=32, stream=None)
+    assert len(names) == 6 and all(i.shape == (256, 256, 3) for i in imgs)
+    a = FreshBlurBatches(imgs, 32, 4, seed=1)
+    d1, l1 = a.next()
+    d2, _ = a.next()
+    assert d1.shape == l1.shape == (4, 3, 32, 32) and d1.dtype == np.float32
+    assert 0 <= d1.min() and d1.max() <= 1 and not np.array_equal(d1, d2)
+    assert np.abs(d1 - l1).mean() > 1e-3   # blurred differs from sharp
+    b = FreshBlurBatches(imgs, 32, 4, seed=1)
+    np.testing.assert_array_equal(b.next()[0], d1)   # same seed, same batches
+    c = FreshBlurBatches(imgs, 32, 4, seed=1, start=100)   # a resumed run draws others
+    assert not np.array_equal(c.next()[0], d1)
+    for x in (a, b, c):
+        x.close()
+
+
+def test_every_photo_is_drawn_once_per_pass(photos):
+    _, imgs = load_photos(photos, min_side=32, stream=None)
+    f = FreshBlurBatches(imgs, 32, 3, seed=2)
+    drawn = [f._photo_index() for _ in range(12)]
+    assert sorted(drawn[:6]) == list(range(6)) and sorted(drawn[6:]) == list(range(6))
+
+
+def test_load_photos_excludes_and_names_bad_files(photos, tmp_path):
+    lst = tmp_path / "out.txt"
+    lst.write_text("cls0_astronaut.png\ncls1_chelsea.png\n")
+    names, _ = load_photos(photos, exclude=str(lst), min_side=32, stream=None)
+    assert len(names) == 4 and "cls0_astronaut.png" not in names
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(RunConfigError, match="broken.png"):
+        load_photos(bad, stream=None)
+    with pytest.raises(RunConfigError, match="--train-images"):
+        load_photos(tmp_path / "missing", stream=None)
+
+
+# ------------------------------------------------------------------ commands
+def test_pairs_command_renders_the_recipe_and_refuses_to_overwrite(photos, tmp_path):
+    lst = tmp_path / "only.txt"
+    lst.write_text("cls0_coffee.png\n")
+    out = tmp_path / "pairs"
+    r = mrfnet("pairs", "--images", str(photos), "--only", str(lst), "--out", str(out), "--seed", "4")
+    assert r.returncode == 0, r.stderr
+    blur, sharp = read_image(out / "blur" / "cls0_coffee.png"), read_image(out / "sharp" / "cls0_coffee.png")
+    want_b, want_s, p = render(read_image(photos / "cls0_coffee.png"), Recipe(), sample_streams(4, 0, 0, 1))
+    np.testing.assert_array_equal(blur, want_b)
+    np.testing.assert_array_equal(sharp, want_s)
+    assert json.loads((out / "params.json").read_text())["pairs"]["cls0_coffee.png"]["motion_len"] == p["motion_len"]
+    r = mrfnet("pairs", "--images", str(photos), "--out", str(out))
+    assert r.returncode == 2 and "--force" in r.stderr
+    r = mrfnet("pairs", "--images", str(photos), "--only", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "nope.txt" in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_train_on_fresh_blur_then_start_a_new_run_from_its_weights(photos, tmp_path):
+    from data_prep.pairs import render_pairs
+    from solver.runlog import read_log
+    render_pairs([Item(name="v.png", sharp=str(photos / "cls0_coffee.png"), kind="sharp")],
+                 tmp_path / "val", seed=9)
+    base = ["train", "--variant", "mrfnet", "--paths", "2", "--crop", "32", "--batch", "2",
+            "--base-lr", "1e-3", "--no-progress", "--train-images", str(photos), "--iters", "4",
+            "--val", str(tmp_path / "val"), "--val-max-side", "64"]
+    lst = tmp_path / "held.txt"
+    lst.write_text("cls1_chelsea.png\n")
+    r = mrfnet(*base, "--exclude", str(lst), "--out", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run["config"]["exclude"] == str(lst) and run["schedule"]["max_iter"] == 4
+    assert "Input" in (tmp_path / "a" / "train.prototxt").read_text()
+    final = tmp_path / "a" / "final.caffemodel"
+    r = mrfnet(*base, "--weights", str(final), "--out", str(tmp_path / "b"), "--iters", "1")
+    assert r.returncode == 0, r.stderr
+
+    def vals(run):
+        return [x for x in read_log(str(tmp_path / run / "train_log.jsonl")) if x["kind"] == "val"]
+    # run b starts where run a ended: its iteration-0 validation is a's last one, and differs
+    # from a's own iteration 0 (a fresh net)
+    a_vals, b_vals = vals("a"), vals("b")
+    assert b_vals[0]["iteration"] == 0 and a_vals[-1]["iteration"] == 4
+    assert b_vals[0]["psnr"] == pytest.approx(a_vals[-1]["psnr"], abs=1e-6)
+    assert b_vals[0]["psnr"] != pytest.approx(a_vals[0]["psnr"], abs=1e-4)
+
+
+def test_train_option_errors_are_clear(photos, tmp_path):
+    common = ["train", "--paths", "2", "--crop", "32", "--batch", "2", "--iters", "1", "--no-progress"]
+    r = mrfnet(*common, "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "--train-images" in r.stderr
+    r = mrfnet(*common, "--train-images", str(photos), "--train-db", str(photos), "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "not both" in r.stderr
+    r = mrfnet(*common, "--train-images", str(photos), "--crop", "512", "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "512" in r.stderr
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(b"garbage")
+    r = mrfnet(*common, "--train-images", str(photos), "--weights", str(bad), "--out", str(tmp_path / "r2"))
+    assert r.returncode == 2 and "--weights" in r.stderr and "bad.caffemodel" in r.stderr
+    p4 = os.path.join(REPO, "models", "mrfnet", "mrfnet.caffemodel")
+    r = mrfnet(*common, "--train-images", str(photos), "--weights", p4, "--out", str(tmp_path / "r3"))
+    assert r.returncode == 2 and "do not fit" in r.stderr
