@@ -8,8 +8,10 @@
    wall-time budget, with the iteration count planned from a measured step time so that the
    learning-rate step and the loss-weight groups fall inside the budget;
 3. evaluation on the held-out pairs (evaluation.evaluate, pycaffe): deblurred PNGs,
-   side-by-side PNGs (blurred | deblurred | sharp), the loss curve, and summary.md with the
-   PSNR/SSIM of the blurred input against the output.
+   side-by-side PNGs (blurred | this run's model | the shipped model | sharp), the loss curve,
+   and summary.md with the PSNR/SSIM of the blurred input, this run's output and the shipped
+   model's output (models/mrfnet, trained for hours: MODEL.md), so a new user sees what longer
+   training buys.
 
 Smaller crops and batch than the paper (default 64x64, batch 8, instead of 256x256, batch 16):
 one paper-sized iteration takes over ten seconds on 2 cores, so the paper's setting would
@@ -53,6 +55,24 @@ def render_pairs(names, folder, seed, split_id):
     return render([Item(name=n, sharp=n, kind="bundled") for n in names], folder, seed, split_id)
 
 
+def _shipped_model(args, heldout, save_dir):
+    """(rows, summary, backend name) of the shipped model of this variant and path count on
+    the held-out pairs, or None when there is none (other variants/paths ship no weights)."""
+    from evaluation.evaluate import evaluate, summarize
+    from inference.backends import load
+    from inference.errors import InferenceError
+    from inference.models import resolve_model
+
+    try:
+        deploy, weights = resolve_model(args.variant)
+        backend = load(str(deploy), str(weights), "caffe")
+    except (InferenceError, FileNotFoundError) as exc:
+        _say(f"no shipped model to compare with ({exc})")
+        return None
+    rows = evaluate(heldout, backend, save_dir=save_dir)
+    return rows, summarize(rows), backend.name
+
+
 def plan_iterations(args, budget_s):
     """Iterations that fit the budget, from a measured step time of this very configuration."""
     from solver.measure import time_training
@@ -63,7 +83,7 @@ def plan_iterations(args, budget_s):
     return iters, per_iter
 
 
-def write_summary(out, rows, summary, train_summary, args, iters, per_iter):
+def write_summary(out, rows, summary, train_summary, args, iters, per_iter, shipped=None):
     lines = [
         "# mrfnet demo results", "",
         f"Variant {args.variant}, {args.paths} paths, trained on CPU for {train_summary.get('iterations')} "
@@ -71,16 +91,28 @@ def write_summary(out, rows, summary, train_summary, args, iters, per_iter):
         f"batch {args.batch} of {args.crop}x{args.crop} crops, base lr {args.base_lr}.",
         "Held-out photos (never trained on), blurred with the authors' recipe at 256x256.",
         "PSNR on uint8 RGB; SSIM = MATLAB-style 3-D SSIM (layers.metrics, variant matlab3d).", "",
-        "| image | PSNR blurred | PSNR deblurred | gain (dB) | SSIM blurred | SSIM deblurred |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(f"| {r.name} | {r.psnr_blur:.2f} | {r.psnr:.2f} | {r.psnr - r.psnr_blur:+.2f} | "
-                     f"{r.ssim_blur:.4f} | {r.ssim:.4f} |")
-    lines.append(f"| **mean** | {summary['psnr_blur']:.2f} | {summary['psnr']:.2f} | "
-                 f"{summary['psnr'] - summary['psnr_blur']:+.2f} | {summary['ssim_blur']:.4f} | "
-                 f"{summary['ssim']:.4f} |")
-    lines += ["", "Files: `deblurred/` outputs, `side_by_side/` (blurred | deblurred | sharp), "
+    ship_rows, ship = shipped if shipped else (None, None)
+    head = "| image | PSNR blurred | PSNR this run | gain (dB) | SSIM blurred | SSIM this run |"
+    rule = "|---|---|---|---|---|---|"
+    if ship_rows:
+        head += " PSNR shipped | gain shipped (dB) | SSIM shipped |"
+        rule += "---|---|---|"
+        lines.insert(-1, "Shipped model: `models/mrfnet/mrfnet.caffemodel` (trained for hours on "
+                         "aerial photos, `models/mrfnet/MODEL.md`), on the same pairs.")
+    lines += [head, rule]
+    table = [(r.name, r.psnr_blur, r.psnr, r.ssim_blur, r.ssim) for r in rows]
+    table.append(("**mean**", summary["psnr_blur"], summary["psnr"], summary["ssim_blur"],
+                  summary["ssim"]))
+    extra = ([(x.psnr, x.ssim) for x in ship_rows] + [(ship["psnr"], ship["ssim"])]
+             if ship_rows else [None] * len(table))
+    for (name, pb, p, sb, sv), e in zip(table, extra):
+        line = f"| {name} | {pb:.2f} | {p:.2f} | {p - pb:+.2f} | {sb:.4f} | {sv:.4f} |"
+        if e:
+            line += f" {e[0]:.2f} | {e[0] - pb:+.2f} | {e[1]:.4f} |"
+        lines.append(line)
+    panels = "blurred | this run | shipped model | sharp" if ship_rows else "blurred | deblurred | sharp"
+    lines += ["", f"Files: `deblurred/` outputs, `side_by_side/` ({panels}), "
               "`train/loss.png` loss curves, `train/train_log.jsonl`, `heldout/` the pairs and "
               "their kernel parameters, `summary.json`."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
@@ -140,17 +172,28 @@ def run(args):
     _say("3/4 deblurring the held-out photos (pycaffe)")
     backend = load(summary_train["deploy"], str(weights), "caffe")
     rows = evaluate(heldout, backend, save_dir=out / "eval")
+    shipped = _shipped_model(args, heldout, out / "eval_shipped")
     for item in heldout:
         blur, sharp = read_pair(item)
         stem = item.name.rsplit(".", 1)[0]
         deblurred = read_image(out / "eval" / backend.name / f"{stem}.png")
         write_image(out / "deblurred" / f"{stem}.png", deblurred)
-        write_image(out / "side_by_side" / f"{stem}.png", side_by_side([blur, deblurred, sharp]))
+        panels = [blur, deblurred]
+        if shipped:
+            panels.append(read_image(out / "eval_shipped" / shipped[2] / f"{stem}.png"))
+        write_image(out / "side_by_side" / f"{stem}.png", side_by_side(panels + [sharp]))
     summary = summarize(rows)
     summary.update(train=summary_train, planned_iters=iters, seconds_per_iter=per_iter,
                    minutes=args.minutes, wall_s=time.monotonic() - t0)
+    if shipped:
+        summary["shipped"] = shipped[1]
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    write_summary(out, rows, summary, summary_train, args, iters, per_iter)
+    write_summary(out, rows, summary, summary_train, args, iters, per_iter,
+                  shipped=shipped[:2] if shipped else None)
+    if shipped:
+        s = shipped[1]
+        _say(f"shipped model on the same photos: {s['psnr_blur']:.2f} -> {s['psnr']:.2f} dB "
+             f"({s['psnr'] - s['psnr_blur']:+.2f}), SSIM {s['ssim_blur']:.4f} -> {s['ssim']:.4f}")
 
     gain = summary["psnr"] - summary["psnr_blur"]
     _say(f"4/4 held-out mean PSNR {summary['psnr_blur']:.2f} dB (blurred) -> {summary['psnr']:.2f} dB "

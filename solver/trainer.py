@@ -273,6 +273,7 @@ class Run:
         self.prefix = self.snap_dir / f"{cfg['variant']}_p{cfg['paths']}"
         self.argv = argv
         self.t0 = time.monotonic()
+        self.cpu0 = time.process_time()   # CPU seconds of all threads, logged as "cpu"
 
     # --- files -------------------------------------------------------------------------------
     def prepare(self):
@@ -578,7 +579,8 @@ class Run:
                 loss = float(self.net.blobs[self.loss_top].data.flat[0])
                 terms = self.scale_terms()
                 self.log.write("train", iteration=it, lr=lr, loss=loss, **terms, weights=weights,
-                               group=group + 1, seconds=dt, elapsed=time.monotonic() - self.t0)
+                               group=group + 1, seconds=dt, elapsed=time.monotonic() - self.t0,
+                               cpu=time.process_time() - self.cpu0)
                 if not (math.isfinite(loss) and all(math.isfinite(v) for v in terms.values())):
                     self._diverged(it - 1, loss, lr, weights)
                 self.bar.update(it, loss=loss, lr=lr,

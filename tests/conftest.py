@@ -25,6 +25,16 @@ def gopro_mini():
 
 
 @pytest.fixture(scope="session")
+def aerial_images():
+    """The sharp aerial tiles the shipped model is trained on (CI provides them beside the
+    checkout); tests use only the held-out ones."""
+    root = SHARED / "data" / "aerial_train" / "images"
+    if not root.is_dir():
+        pytest.fail(f"test data missing: {root} (CI places ../shared beside the checkout)")
+    return root
+
+
+@pytest.fixture(scope="session")
 def venv_bin():
     import sys
     return Path(sys.executable).parent

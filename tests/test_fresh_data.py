@@ -179,3 +179,30 @@ def test_train_option_errors_are_clear(photos, tmp_path):
     p4 = os.path.join(REPO, "models", "mrfnet", "mrfnet.caffemodel")
     r = mrfnet(*common, "--train-images", str(photos), "--weights", p4, "--out", str(tmp_path / "r3"))
     assert r.returncode == 2 and "do not fit" in r.stderr
+
+
+# ------------------------------------------------------------------ learning curve over sessions
+def test_learning_curve_adds_up_sessions_and_chained_runs(tmp_path):
+    from solver.learning_curve import chain_points, main
+    from solver.runlog import RunLog
+
+    def write(run, sessions, psnrs):
+        (tmp_path / run).mkdir()
+        log = RunLog(tmp_path / run / "train_log.jsonl")
+        it = 0
+        for k, n in enumerate(sessions):
+            for e in range(1, n + 1):
+                it += 1
+                log.write("train", iteration=it, loss=1.0, elapsed=float(e) * 100, cpu=float(e) * 180)
+            extra = {"input_psnr": 20.0} if k == 0 else {}
+            log.write("val", iteration=it, psnr=psnrs[k], ssim=0.5, **extra)
+        log.close()
+    write("a", [3, 2], [20.5, 21.0])        # two sessions: 300 s + 200 s
+    write("b", [4], [21.5])                  # then a --weights run of 400 s
+    points, wall_h, cpu_h = chain_points([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert [round(p["wall_h"] * 3600) for p in points] == [300, 500, 900]
+    assert [p["gain_db"] for p in points] == [0.5, 1.0, 1.5]   # b has no iteration-0 input record
+    assert round(wall_h * 3600) == 900 and round(cpu_h * 3600) == 1620
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "d.png")]) == 2
