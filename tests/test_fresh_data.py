@@ -206,3 +206,18 @@ def test_learning_curve_adds_up_sessions_and_chained_runs(tmp_path):
     assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "d.png")]) == 2
+
+
+def test_zero_head_init_is_exactly_the_identity(tmp_path):
+    import caffe
+    from prototxt_gen import nets
+    from solver.init_weights import init_weights
+    w = tmp_path / "init.caffemodel"
+    assert init_weights(w, "mrfnet", 2, zero_heads=True, seed=3) == ["conv_r1_pred", "conv_r2_pred"]
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(nets.to_text(nets.deploy_net("mrfnet", 2, 32, 48)))
+    net = caffe.Net(str(deploy), str(w), caffe.TEST)
+    x = np.random.default_rng(0).random((1, 3, 32, 48), dtype=np.float32)
+    net.blobs["data"].data[...] = x
+    np.testing.assert_array_equal(net.forward()["predict_deblur"], x)
+    assert np.abs(net.params["Conv1"][0].data).sum() > 0     # the rest is a real filler draw
