@@ -22,7 +22,7 @@ import numpy as np
 from data_prep import holdout, sources
 from data_prep.errors import DataPrepError
 from data_prep.imageio import read_image_with_notes
-from data_prep.recipe import Recipe, apply_authors_blur, draw_authors_blur
+from data_prep.recipe import apply_authors_blur, draw_authors_blur
 from data_prep.resize import imresize
 from solver.errors import RunConfigError
 
@@ -130,8 +130,3 @@ class FreshBlurBatches:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-
-def default_recipe():
-    """The recipe these batches follow (for run.json): the authors', resized to 256x256."""
-    return Recipe()
