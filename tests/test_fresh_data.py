@@ -221,3 +221,24 @@ def test_zero_head_init_is_exactly_the_identity(tmp_path):
     net.blobs["data"].data[...] = x
     np.testing.assert_array_equal(net.forward()["predict_deblur"], x)
     assert np.abs(net.params["Conv1"][0].data).sum() > 0     # the rest is a real filler draw
+
+
+def test_residual_msra_init_starts_at_identity_with_healthy_activations(tmp_path):
+    """Neither vanishing (xavier through ReLUs) nor exploding (msra through the residual sums)."""
+    import caffe
+    from prototxt_gen import nets
+    from solver.init_weights import init_weights
+    w = tmp_path / "init.caffemodel"
+    zeroed = init_weights(w, "mrfnet", 4, seed=1, init="residual-msra")
+    assert "crp_r4_conv2" in zeroed and "conv_r4_pred" in zeroed
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(nets.to_text(nets.deploy_net("mrfnet", 4, 64, 64)))
+    net = caffe.Net(str(deploy), str(w), caffe.TEST)
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    net.blobs["data"].data[...] = x
+    np.testing.assert_array_equal(net.forward()["predict_deblur"], x)
+    for blob in ("Conv8", "l_r1", "l_r2", "l_r3", "l_r4"):
+        m = float(np.abs(net.blobs[blob].data).mean())
+        assert 0.05 < m < 5, (blob, m)
+    with pytest.raises(ValueError, match="--init"):
+        init_weights(tmp_path / "x.caffemodel", init="bogus")
