@@ -1,27 +1,61 @@
-"""The shipped MRFNet weights (models/mrfnet/) load into the committed deploy net and deblur
-held-out bundled photos, blurred with the authors' recipe, measurably better than the input."""
+"""What the shipped MRFNet (models/mrfnet/mrfnet.caffemodel, MODEL.md) really does, on pairs
+rendered afresh here (other kernels than MODEL.md's tables): held-out aerial tiles it never saw
+and the bundled held-out photos. The thresholds sit a little below the gains measured for
+MODEL.md, so a worse model fails."""
 import subprocess
 
 import numpy as np
+import pytest
 
-from data_prep import bundled
-from evaluation.demo import render_pairs
+from data_prep import bundled, holdout, sources
+from data_prep.pairs import render_pairs
+from evaluation.demo import render_pairs as demo_pairs
 from evaluation.evaluate import evaluate, summarize
 from inference.backends import load
 from inference.models import resolve_model
 
+# measured on exactly these pairs for MODEL.md (+0.31 dB aerial, worst tile -1.20 dB, +0.37 dB
+# bundled), minus a margin; the issue's targets (+3 dB, +1.5 dB, worst -0.1 dB) are not met yet
+AERIAL_MIN_GAIN_DB = 0.2
+BUNDLED_MIN_GAIN_DB = 0.2
+WORST_IMAGE_DB = -1.35
 
-def test_shipped_model_beats_the_blurred_input_on_heldout_photos(tmp_path):
+
+@pytest.fixture(scope="module")
+def shipped():
     deploy, weights = resolve_model("mrfnet")
-    items = render_pairs(bundled.names("heldout"), tmp_path / "pairs", seed=7, split_id=1)
-    rows = evaluate(items, load(str(deploy), str(weights), "caffe"))
+    return load(str(deploy), str(weights), "caffe")
+
+
+def test_shipped_model_deblurs_heldout_aerial_tiles(shipped, aerial_images, tmp_path):
+    names = holdout.read_list(holdout_list())
+    per_class = {}
+    for n in names:
+        per_class.setdefault(holdout.class_of(n), []).append(n)
+    chosen = [n for c in sorted(per_class) for n in per_class[c][::3]]     # 6 per class
+    items = holdout.select(sources.sharp_folder(aerial_images), chosen, keep=True, option="test")
+    rows = evaluate(render_pairs(items, tmp_path / "aerial", seed=2024), shipped)
     s = summarize(rows)
-    assert s["psnr"] > s["psnr_blur"] + 0.1, s
+    assert s["psnr"] - s["psnr_blur"] >= AERIAL_MIN_GAIN_DB, s
+    assert s["ssim"] > s["ssim_blur"], s
+    worst = min(r.psnr - r.psnr_blur for r in rows)
+    assert worst >= WORST_IMAGE_DB, [(r.name, r.psnr - r.psnr_blur) for r in rows]
+
+
+def test_shipped_model_deblurs_the_bundled_heldout_photos(shipped, tmp_path):
+    items = demo_pairs(bundled.names("heldout"), tmp_path / "pairs", seed=7, split_id=1)
+    s = summarize(evaluate(items, shipped))
+    assert s["psnr"] - s["psnr_blur"] >= BUNDLED_MIN_GAIN_DB, s
     assert s["ssim"] > s["ssim_blur"], s
 
 
+def holdout_list():
+    from evaluation.model_report import HELDOUT_LIST
+    return HELDOUT_LIST
+
+
 def test_deblur_command_uses_the_shipped_model_by_default(tmp_path, venv_bin):
-    items = render_pairs(["coffee"], tmp_path / "pairs", seed=3, split_id=1)
+    items = demo_pairs(["coffee"], tmp_path / "pairs", seed=3, split_id=1)
     out = tmp_path / "out"
     proc = subprocess.run([str(venv_bin / "mrfnet"), "deblur", items[0].blur, "--out", str(out),
                            "--side-by-side"], capture_output=True, text=True, timeout=300)
