@@ -54,9 +54,7 @@ def chain_points(run_dirs):
 
 
 def plot(points, png, title="held-out PSNR gain against training time"):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from solver.plot import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([p["wall_h"] for p in points], [p["gain_db"] for p in points], "o-", ms=3,
@@ -67,12 +65,7 @@ def plot(points, png, title="held-out PSNR gain against training time"):
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    tmp = os.fspath(png) + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, png)
-    return png
+    return save_figure(fig, png)
 
 
 def main(argv=None):

@@ -87,6 +87,11 @@ def plot_log(log_path, png_path, iterations_per_epoch=None, group_starts=(), tit
         axv.text(0.5, 0.5, "no validation yet", ha="center", va="center", transform=axv.transAxes)
     axv.set_xlabel(xlabel)
     axv.grid(alpha=0.3)
+    return save_figure(fig, png_path)
+
+
+def save_figure(fig, png_path):
+    """Write a figure atomically (a reader never sees half a PNG) and close it."""
     fig.tight_layout()
     tmp = os.fspath(png_path) + ".tmp.png"
     fig.savefig(tmp, dpi=110)

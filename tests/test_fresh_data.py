@@ -208,35 +208,34 @@ def test_learning_curve_adds_up_sessions_and_chained_runs(tmp_path):
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "d.png")]) == 2
 
 
-def test_zero_head_init_is_exactly_the_identity(tmp_path):
+def _assert_identity(tmp_path, weights, paths, h, w):
+    """The deploy net with these weights returns its input exactly; returns the net."""
     import caffe
     from prototxt_gen import nets
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(nets.to_text(nets.deploy_net("mrfnet", paths, h, w)))
+    net = caffe.Net(str(deploy), str(weights), caffe.TEST)
+    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    net.blobs["data"].data[...] = x
+    np.testing.assert_array_equal(net.forward()["predict_deblur"], x)
+    return net
+
+
+def test_zero_head_init_is_exactly_the_identity(tmp_path):
     from solver.init_weights import init_weights
     w = tmp_path / "init.caffemodel"
     assert init_weights(w, "mrfnet", 2, zero_heads=True, seed=3) == ["conv_r1_pred", "conv_r2_pred"]
-    deploy = tmp_path / "deploy.prototxt"
-    deploy.write_text(nets.to_text(nets.deploy_net("mrfnet", 2, 32, 48)))
-    net = caffe.Net(str(deploy), str(w), caffe.TEST)
-    x = np.random.default_rng(0).random((1, 3, 32, 48), dtype=np.float32)
-    net.blobs["data"].data[...] = x
-    np.testing.assert_array_equal(net.forward()["predict_deblur"], x)
+    net = _assert_identity(tmp_path, w, 2, 32, 48)
     assert np.abs(net.params["Conv1"][0].data).sum() > 0     # the rest is a real filler draw
 
 
 def test_residual_msra_init_starts_at_identity_with_healthy_activations(tmp_path):
     """Neither vanishing (xavier through ReLUs) nor exploding (msra through the residual sums)."""
-    import caffe
-    from prototxt_gen import nets
     from solver.init_weights import init_weights
     w = tmp_path / "init.caffemodel"
     zeroed = init_weights(w, "mrfnet", 4, seed=1, init="residual-msra")
     assert "crp_r4_conv2" in zeroed and "conv_r4_pred" in zeroed
-    deploy = tmp_path / "deploy.prototxt"
-    deploy.write_text(nets.to_text(nets.deploy_net("mrfnet", 4, 64, 64)))
-    net = caffe.Net(str(deploy), str(w), caffe.TEST)
-    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
-    net.blobs["data"].data[...] = x
-    np.testing.assert_array_equal(net.forward()["predict_deblur"], x)
+    net = _assert_identity(tmp_path, w, 4, 64, 64)
     for blob in ("Conv8", "l_r1", "l_r2", "l_r3", "l_r4"):
         m = float(np.abs(net.blobs[blob].data).mean())
         assert 0.05 < m < 5, (blob, m)
