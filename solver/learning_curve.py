@@ -60,7 +60,7 @@ def plot(points, png, title="held-out PSNR gain against training time"):
     ax.plot([p["wall_h"] for p in points], [p["gain_db"] for p in points], "o-", ms=3,
             color="tab:blue", label="PSNR gain over the blurred input (dB)")
     ax.axhline(0, color="0.5", lw=0.8)
-    ax.set_xlabel("training hours (wall, 2 CPU cores)")
+    ax.set_xlabel("training hours (wall clock; see the run for threads)")
     ax.set_ylabel("gain (dB)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
