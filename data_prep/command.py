@@ -132,11 +132,10 @@ def build(args):
             desc.update(images=os.path.abspath(args.images))
             if args.exclude and args.only:
                 raise DataPrepError("give --exclude or --only, not both")
-            if args.exclude or args.only:
-                option = "--exclude" if args.exclude else "--only"
-                items = holdout.select(items, holdout.read_list(args.exclude or args.only, option),
-                                       keep=bool(args.only), option=option)
-                desc[option[2:]] = os.path.abspath(args.exclude or args.only)
+            items = holdout.filter_items(items, only=args.only, exclude=args.exclude)
+            for option in ("only", "exclude"):
+                if getattr(args, option):
+                    desc[option] = os.path.abspath(getattr(args, option))
         train, test = sources.split_items(items, args.test_fraction or 0.0, args.seed)
         splits = {"train": train, "test": test}
     job = RenderJob(crops=args.crops, crop_size=args.crop_size, seed=args.seed, recipe=recipe,

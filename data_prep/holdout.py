@@ -63,3 +63,12 @@ def select(items, names, keep, option):
         shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} in all)" if len(missing) > 5 else "")
         raise DataPrepError(f"{option}: {shown} not among the images given; check the list and --images")
     return [it for it in items if (Path(it.name).name in wanted) == keep]
+
+
+def filter_items(items, only=None, exclude=None):
+    """`items` narrowed by the list files given as --only (keep those) and --exclude (drop
+    those); the one place the list options are applied, so every command treats them alike."""
+    for option, path, keep in (("--only", only, True), ("--exclude", exclude, False)):
+        if path:
+            items = select(items, read_list(path, option), keep=keep, option=option)
+    return items

@@ -30,11 +30,11 @@ def render_pairs(items, folder, seed, split_id=SPLIT_ID, size=256):
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    out, params = [], {}
+    out, params, recipe = [], {}, Recipe(size=size)
     try:
         for i, it in enumerate(items):
             photo = bundled.load(it.sharp) if it.kind == "bundled" else read_image_with_notes(it.sharp)[0]
-            blurred, sharp, p = render(photo, Recipe(size=size), sample_streams(seed, i, 0, split_id))
+            blurred, sharp, p = render(photo, recipe, sample_streams(seed, i, 0, split_id))
             stem = Path(it.name).name.rsplit(".", 1)[0]
             write_image(tmp / "blur" / f"{stem}.png", blurred)
             write_image(tmp / "sharp" / f"{stem}.png", sharp)
@@ -69,14 +69,9 @@ def add_arguments(p):
 
 def run(args):
     try:
-        if args.images:
-            items = sources.sharp_folder(args.images)
-        else:
-            items = sources.bundled_items("heldout" if args.bundled == "heldout" else "train")
-        for option, keep in (("only", True), ("exclude", False)):
-            if getattr(args, option):
-                items = holdout.select(items, holdout.read_list(getattr(args, option), f"--{option}"),
-                                       keep=keep, option=f"--{option}")
+        items = (sources.sharp_folder(args.images) if args.images
+                 else sources.bundled_items(args.bundled))
+        items = holdout.filter_items(items, only=args.only, exclude=args.exclude)
         if Path(args.out).exists() and not args.force:
             raise DataPrepError(f"--out {args.out} exists; use --force to replace it")
         pairs = render_pairs(items, args.out, args.seed)

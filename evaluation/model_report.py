@@ -15,25 +15,26 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 HELDOUT_LIST = Path(__file__).resolve().parent.parent / "models" / "mrfnet" / "heldout_aerial.txt"
 
 
 def _table(groups, title):
-    """Markdown table of {label: [ImageRow]} (label None = one row per image)."""
-    import numpy as np
+    """Markdown table, one line per {label: [ImageRow]} entry, plus their mean when several."""
     lines = [f"**{title}**", "",
              "| | images | PSNR blurred | PSNR deblurred | gain (dB) | worst gain (dB) | SSIM blurred | SSIM deblurred |",
              "|---|---|---|---|---|---|---|---|"]
     everything = []
     for label, rows in groups.items():
         everything += rows
-        lines.append(_row(label, rows, np))
+        lines.append(_row(label, rows))
     if len(groups) > 1:
-        lines.append(_row("**mean**", everything, np))
+        lines.append(_row("**mean**", everything))
     return "\n".join(lines) + "\n"
 
 
-def _row(label, rows, np):
+def _row(label, rows):
     pb, p = np.mean([r.psnr_blur for r in rows]), np.mean([r.psnr for r in rows])
     worst = min(r.psnr - r.psnr_blur for r in rows)
     sb, s = np.mean([r.ssim_blur for r in rows]), np.mean([r.ssim for r in rows])
@@ -43,7 +44,7 @@ def _row(label, rows, np):
 
 def report(weights, deploy, out, aerial=None, gopro=None, heldout_list=HELDOUT_LIST, seed=0,
            backend="caffe"):
-    from data_prep import bundled, holdout, sources
+    from data_prep import holdout, sources
     from data_prep.pairs import render_pairs
     from evaluation.evaluate import evaluate
     from inference.backends import load
@@ -53,8 +54,9 @@ def report(weights, deploy, out, aerial=None, gopro=None, heldout_list=HELDOUT_L
     net = load(str(deploy), str(weights), backend)
     sections, rows_json = [], {}
     if aerial:
-        items = holdout.select(sources.sharp_folder(aerial), holdout.read_list(heldout_list),
-                               keep=True, option="held-out list")
+        items = holdout.select(sources.sharp_folder(aerial),
+                               holdout.read_list(heldout_list, "--heldout-list"), keep=True,
+                               option="--heldout-list")
         pairs = render_pairs(items, out / "pairs_aerial", seed)
         rows = evaluate(pairs, net)
         by_class = {}
@@ -63,8 +65,7 @@ def report(weights, deploy, out, aerial=None, gopro=None, heldout_list=HELDOUT_L
         sections.append(_table(by_class, f"Held-out aerial tiles ({len(rows)}, never trained on), "
                                          f"authors' recipe at 256x256, seed {seed}"))
         rows_json["aerial"] = [r.as_dict() for r in rows]
-    pairs = render_pairs([sources.Item(name=n, sharp=n, kind="bundled") for n in bundled.names("heldout")],
-                         out / "pairs_bundled", seed)
+    pairs = render_pairs(sources.bundled_items("heldout"), out / "pairs_bundled", seed)
     rows = evaluate(pairs, net)
     sections.append(_table({r.name.rsplit(".", 1)[0]: [r] for r in rows},
                            f"Bundled held-out photos (scikit-image), as `mrfnet demo` renders them (seed {seed})"))

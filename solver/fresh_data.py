@@ -33,9 +33,7 @@ def load_photos(folder, size=256, exclude=None, min_side=8, stream=sys.stderr):
     """(names, [uint8 BGR photos resized to size x size]) of the images below `folder`, minus
     the names in the list file `exclude`. Errors name the file and what to do."""
     try:
-        items = sources.sharp_folder(folder)
-        if exclude:
-            items = holdout.select(items, holdout.read_list(exclude), keep=False, option="--exclude")
+        items = holdout.filter_items(sources.sharp_folder(folder), exclude=exclude)
     except DataPrepError as exc:
         raise RunConfigError(str(exc).replace("--images", "--train-images")) from None
     names, photos = [], []

@@ -19,13 +19,14 @@ then stay between about 0.15 and 1.1 (mean |x|) at every depth.
 
   python -m solver.init_weights --variant mrfnet --paths 4 --init residual-msra --seed 0 --out init.caffemodel
 """
-INITS = ("filler", "residual-msra")
 import argparse
 import os
 import sys
 import tempfile
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+
+INITS = ("filler", "residual-msra")
 
 
 def _residual_msra(net, seed):
@@ -49,6 +50,8 @@ def _residual_msra(net, seed):
 
 
 def init_weights(out, variant="mrfnet", paths=4, zero_heads=True, seed=0, init="filler"):
+    if init not in INITS:
+        raise ValueError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
     import caffe
     from prototxt_gen import nets
 
@@ -62,8 +65,6 @@ def init_weights(out, variant="mrfnet", paths=4, zero_heads=True, seed=0, init="
         net = caffe.Net(f.name, caffe.TRAIN)
     finally:
         os.unlink(f.name)
-    if init not in INITS:
-        raise ValueError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
     zeroed = []
     if init == "residual-msra":
         zeroed = _residual_msra(net, seed)

@@ -241,3 +241,18 @@ def test_residual_msra_init_starts_at_identity_with_healthy_activations(tmp_path
         assert 0.05 < m < 5, (blob, m)
     with pytest.raises(ValueError, match="--init"):
         init_weights(tmp_path / "x.caffemodel", init="bogus")
+
+
+def test_convert_takes_the_same_lists(photos, tmp_path):
+    lst = tmp_path / "two.txt"
+    lst.write_text("cls0_coffee.png\ncls1_chelsea.png\n")
+    common = ["convert", "--source", "sharp", "--images", str(photos), "--crops", "1",
+              "--crop-size", "32", "--workers", "1"]
+    r = mrfnet(*common, "--only", str(lst), "--out", str(tmp_path / "only"))
+    assert r.returncode == 0, r.stderr
+    assert "train: 2 patches" in r.stdout
+    r = mrfnet(*common, "--exclude", str(lst), "--out", str(tmp_path / "excl"))
+    assert r.returncode == 0, r.stderr
+    assert "train: 4 patches" in r.stdout
+    r = mrfnet(*common, "--only", str(lst), "--exclude", str(lst), "--out", str(tmp_path / "both"))
+    assert r.returncode == 2 and "not both" in r.stderr
