@@ -33,12 +33,13 @@ FORWARDS = [("mrfnet", "256x256", 5, "all"), ("lwrefinenet", "256x256", 5, ()),
             ("refinenet", "256x256", 5, ()), ("rcrefinenet", "256x256", 5, ()),
             ("mrfnet", "1280x720", 3, ("stock Caffe", "patches 0001-0003", "no blob reuse",
                                        "no memory arena"))]
+WORKERS_LEVER = "--workers 2"
 # Training (label, batch, crop, timed steps, levers beyond "default"): the demo's setting with
 # every Caffe lever, the paper's 16 x 256x256 against the two earlier builds.
 TRAINING = [("demo setting", 8, 64, 10, ("stock Caffe", "patches 0001-0003", "1 thread",
                                           "pthread OpenBLAS", "no batch-wide GEMM",
-                                          "OpenMP threads spin")),
-            ("paper setting", 16, 256, 2, ("stock Caffe", "patches 0001-0003"))]
+                                          "OpenMP threads spin", WORKERS_LEVER)),
+            ("paper setting", 16, 256, 2, ("stock Caffe", "patches 0001-0003", WORKERS_LEVER))]
 # Debian's default OpenBLAS build; patch 0004 links libcaffe to the OpenMP build instead.
 PTHREAD_OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
 BACKENDS = ("caffe", "opencv", "onnxruntime")
@@ -73,6 +74,10 @@ def levers(baseline_caffe=None, environ=os.environ, before_caffe=None):
     out["no batch-wide GEMM"] = {"backends": ("caffe",), "whole_net": True, "training_only": True,
                                  "env": {"MRFNET_CONV_BATCH_COLUMNS": "0"}}
     out["OpenMP threads spin"] = {"backends": ("caffe",), "env": {"OMP_WAIT_POLICY": "ACTIVE"}}
+    # `mrfnet train --workers 2` (solver/parallel.py): the batch split across two one-thread
+    # processes, gradients averaged; peak memory is the sum of both processes
+    out[WORKERS_LEVER] = {"backends": ("caffe",), "whole_net": True, "training_only": True,
+                          "train_workers": 2}
     if baseline_caffe:
         out["stock Caffe"] = {"backends": ("caffe",), "whole_net": True,
                               "pythonpath": str(Path(baseline_caffe) / "python")}
@@ -213,7 +218,8 @@ def _training(all_levers, quick):
         for name in ("default", *extra):
             if name not in all_levers:
                 continue
-            r = time_training("mrfnet", batch, crop, iters=iters, env=lever_env(all_levers[name]))
+            r = time_training("mrfnet", batch, crop, iters=iters, env=lever_env(all_levers[name]),
+                              workers=all_levers[name].get("train_workers", 1))
             r.update(label=label, batch=batch, crop=crop, lever=name)
             rows.append(r)
             _say(f"training mrfnet batch {batch} x {crop}x{crop} [{name}]: "
@@ -395,6 +401,16 @@ def _ratio_lines(res):
             a, b = train.get((label, "default")), train.get((label, other))
             if a and b:
                 lines.append(f"- training, {label}, {what}: "
+                             f"{b['seconds_per_iter'] / a['seconds_per_iter']:.2f}x the speed, "
+                             f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x the peak memory "
+                             f"({b['seconds_per_iter']:.3f} -> {a['seconds_per_iter']:.3f} s/iteration)")
+        # `mrfnet train --workers 2` (two processes) against one process of each build
+        for other, what in (("default", "one process of this build"),
+                            ("patches 0001-0003", "one process of patches 0001-0003"),
+                            ("stock Caffe", "one process of stock Caffe")):
+            a, b = train.get((label, WORKERS_LEVER)), train.get((label, other))
+            if a and b:
+                lines.append(f"- training, {label}, `mrfnet train {WORKERS_LEVER}` vs {what}: "
                              f"{b['seconds_per_iter'] / a['seconds_per_iter']:.2f}x the speed, "
                              f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x the peak memory "
                              f"({b['seconds_per_iter']:.3f} -> {a['seconds_per_iter']:.3f} s/iteration)")

@@ -77,7 +77,9 @@ def plan_iterations(args, budget_s):
     """Iterations that fit the budget, from a measured step time of this very configuration."""
     from solver.measure import time_training
 
-    m = time_training(args.variant, args.batch, args.crop, iters=3, paths=args.paths)
+    from solver.parallel import default_workers
+    m = time_training(args.variant, args.batch, args.crop, iters=3, paths=args.paths,
+                      workers=default_workers(args.batch))   # as `train` will run it
     per_iter = m["seconds_per_iter"]
     iters = max(20, int(budget_s / (per_iter * 1.15)))   # 15% for validation and snapshots
     return iters, per_iter

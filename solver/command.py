@@ -1,6 +1,7 @@
 """`mrfnet train`: the pycaffe training route (solver.trainer) as a command.
 
-Exit codes: 0 finished (or stopped by --max-seconds, with a snapshot), 2 bad input,
+Exit codes: 0 finished (or stopped by --max-seconds, with a snapshot), 1 a --workers process
+failed (its error is shown), 2 bad input,
 3 the loss became NaN/inf (the message names the last good snapshot), 128+signal number when
 stopped by SIGINT (130) or SIGTERM (143) after writing a snapshot.
 """
@@ -9,6 +10,7 @@ import sys
 
 from solver import plan as PL
 from solver.errors import TrainingDiverged
+from solver.parallel import WorkerError
 
 
 def add_arguments(p):
@@ -40,6 +42,10 @@ def add_arguments(p):
                    help="keep the latest N snapshots (default 3; 0 keeps all)")
     p.add_argument("--gpu", type=int, default=None,
                    help="train on this GPU (one process, one GPU); default CPU")
+    p.add_argument("--workers", type=int, default=None,
+                   help="CPU only: split every batch across this many processes of one thread "
+                        "each, averaging their gradients (solver/parallel.py); default one per "
+                        "core, a divisor of --batch; 1 = one process using every core")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar on stderr")
 
@@ -60,6 +66,9 @@ def run(args):
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except WorkerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     status = summary["status"]
     it, total = summary["iterations"], summary["max_iter"]
     lines = [f"{status}: iteration {it} of {total}, snapshot {summary['last_snapshot']}"]

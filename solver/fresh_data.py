@@ -73,7 +73,7 @@ def render_crop(photo, params, y, x, crop, mirror):
 class FreshBlurBatches:
     """Batches (data, label) float32 N x 3 x crop x crop in [0,1], BGR, blurred on the fly."""
 
-    def __init__(self, photos, crop, batch, seed=0, start=0):
+    def __init__(self, photos, crop, batch, seed=0, start=0, stream=0):
         if not photos:
             raise RunConfigError("--train-images: no photos to train on")
         small = [p.shape for p in photos if min(p.shape[:2]) < crop]
@@ -81,8 +81,10 @@ class FreshBlurBatches:
             raise RunConfigError(f"--crop {crop} is larger than a training photo ({small[0][1]}x"
                                  f"{small[0][0]}); use a smaller --crop")
         self.photos, self.crop, self.batch = photos, crop, batch
-        # a resumed run (start = iteration) continues with other draws than its first session
-        self.rng = np.random.default_rng([int(seed), 11, int(start)])
+        # a resumed run (start = iteration) continues with other draws than its first session;
+        # each data-parallel rank (stream > 0, solver.parallel) draws from its own stream
+        self.rng = np.random.default_rng([int(seed), 11, int(start)] +
+                                         ([int(stream)] if stream else []))
         self.order, self.pos = self.rng.permutation(len(photos)), 0
         self._next = None
         self._thread = None

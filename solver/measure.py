@@ -13,13 +13,13 @@ import tempfile
 
 
 def time_training(variant="mrfnet", batch=16, crop=256, iters=3, paths=4, warmup=1, timeout=3600,
-                  env=None):
+                  env=None, workers=1):
     """{"seconds_per_iter", "step_seconds", "peak_rss_mb", "setup_seconds", ...} measured in a
     subprocess (whose environment is `env`, default this one's); raises RuntimeError with the
     child's stderr tail when it fails."""
     cmd = [sys.executable, "-m", "solver.measure", "--variant", variant, "--batch", str(batch),
            "--crop", str(crop), "--iters", str(iters), "--paths", str(paths),
-           "--warmup", str(warmup)]
+           "--warmup", str(warmup), "--workers", str(workers)]
     env = dict(os.environ if env is None else env, GLOG_minloglevel="2")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
@@ -29,7 +29,7 @@ def time_training(variant="mrfnet", batch=16, crop=256, iters=3, paths=4, warmup
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _measure(variant, batch, crop, iters, paths, warmup):
+def _measure(variant, batch, crop, iters, paths, warmup, workers=1):
     import resource
     import time
     t_setup = time.perf_counter()
@@ -38,17 +38,29 @@ def _measure(variant, batch, crop, iters, paths, warmup):
     from solver import runfiles as RF
     from solver import schedule as S
     from solver import solver_file as SF
+    from solver import parallel as DP
     from solver.synthetic import write_lmdb
     with tempfile.TemporaryDirectory(prefix="mrfnet-measure-") as d:
         db = write_lmdb(os.path.join(d, "train_lmdb"), batch, crop, seed=0)
         net = RF.write_train_net(os.path.join(d, "train.prototxt"), variant, paths, db, d, crop,
                                  batch, "python")
+        if workers > 1:  # `mrfnet train --workers`: rank 0 here, the others in subprocesses
+            DP.check_workers(workers, batch)
+            ranks = [DP.write_rank_net(net, os.path.join(d, f"rank{r}.prototxt"), r, workers)
+                     for r in range(workers)]
+            net = ranks[0]
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            DP.set_threads(threads)
         sched = S.paper_schedule(batch, total_batch=batch, crop=crop, epochs=1)
         params = SF.solver_params(sched, net, os.path.join(d, "snap"), snapshot=0,
                                   random_seed=0, max_iter=warmup + iters)
         path = SF.write_solver(os.path.join(d, "solver.prototxt"), params)
         caffe.set_mode_cpu()
         solver = caffe.get_solver(path)
+        group = None
+        if workers > 1:
+            group = DP.WorkerGroup(solver, [DP.worker_spec(solver.net, ranks[r], 0)
+                                            for r in range(1, workers)], threads=threads)
         solver.step(warmup)
         setup = time.perf_counter() - t_setup
         times = []
@@ -57,11 +69,13 @@ def _measure(variant, batch, crop, iters, paths, warmup):
             solver.step(1)
             times.append(time.perf_counter() - t)
         params_count = sum(int(b.data.size) for bl in solver.net.params.values() for b in bl)
+        worker_rss = group.close() if group else []
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {
         "variant": variant, "paths": paths, "batch": batch, "crop": crop, "iters": iters,
         "warmup": warmup, "seconds_per_iter": sum(times) / len(times), "step_seconds": times,
-        "peak_rss_mb": rss_kb / 1024.0, "setup_seconds": setup, "parameters": params_count,
+        "peak_rss_mb": rss_kb / 1024.0 + sum(worker_rss), "workers": workers,
+        "setup_seconds": setup, "parameters": params_count,
         "cpu_count": os.cpu_count(), "mode": "CPU",
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
     }
@@ -76,11 +90,15 @@ def main(argv=None):
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing each batch (mrfnet train --workers); peak RSS is "
+                        "their sum")
     a = p.parse_args(argv)
     if a.iters < 1 or a.warmup < 0 or a.batch < 1:
         print("error: --iters >= 1, --warmup >= 0 and --batch >= 1 are required", file=sys.stderr)
         return 2
-    print(json.dumps(_measure(a.variant, a.batch, a.crop, a.iters, a.paths, a.warmup)))
+    print(json.dumps(_measure(a.variant, a.batch, a.crop, a.iters, a.paths, a.warmup,
+                              a.workers)))
     return 0
 
 

@@ -39,6 +39,7 @@ from solver import schedule as S  # noqa: E402
 from solver import solver_file as SF  # noqa: E402
 from solver.data import count_entries, load_pairs  # noqa: E402
 from solver.fresh_data import FreshBlurBatches, load_photos  # noqa: E402
+from solver import parallel as DP  # noqa: E402
 from inference.errors import InferenceError  # noqa: E402
 from inference.weights import copy_checked  # noqa: E402
 from solver.errors import MissingInputError, RunConfigError, TrainingDiverged  # noqa: E402
@@ -55,10 +56,10 @@ DEFAULTS = {
     "batch": S.PAPER["total_batch"], "crop": S.PAPER["crop"], "base_lr": S.PAPER["base_lr"],
     "stepsize": None, "snapshot_every": None, "val_every": None, "seed": 0,
     "loss_groups": None, "val_max": 16, "val_max_side": None, "keep_snapshots": 3,
-    "gpu": None, "max_seconds": None, "resume": None, "progress": True,
+    "gpu": None, "max_seconds": None, "resume": None, "progress": True, "workers": None,
 }
 # Options that only steer this session; everything else is the run's identity in run.json.
-SESSION_KEYS = ("resume", "max_seconds", "progress", "gpu")
+SESSION_KEYS = ("resume", "max_seconds", "progress", "gpu", "workers")
 # Changing these on resume would make the saved solver state meaningless.
 FIXED_ON_RESUME = ("variant", "paths")
 LOG_NAME, PNG_NAME, RUN_JSON = "train_log.jsonl", "loss.png", "run.json"
@@ -279,13 +280,15 @@ class Run:
     def prepare(self):
         cfg = self.cfg
         self.fresh = None
+        self.workers = self._workers()
+        share = cfg["batch"] // self.workers
         if cfg["train_images"]:
             RF.check_net_crop(cfg["crop"], cfg["paths"])
             self.bar.message(f"mrfnet train: loading the photos of {cfg['train_images']} "
                              f"(resized to 256x256 once; blurred afresh for every sample)")
             names, photos = load_photos(cfg["train_images"], exclude=cfg["exclude"],
                                         min_side=cfg["crop"], stream=self.stream)
-            self.fresh = FreshBlurBatches(photos, cfg["crop"], cfg["batch"], seed=cfg["seed"],
+            self.fresh = FreshBlurBatches(photos, cfg["crop"], share, seed=cfg["seed"],
                                           start=self._state_iter())
             num_train = len(names)
         else:
@@ -333,6 +336,17 @@ class Run:
                     f"{self.val_every or '-'} iterations, loss weights set per group while training"
                     ] + self.sched["explanation"]
         self.solver_path = SF.write_solver(self.dir / "solver.prototxt", params, comments)
+        self.rank_nets = []
+        if self.workers > 1:
+            # the files above stay the whole-batch ones (for `caffe train`); the ranks of
+            # --workers get their own nets, and rank 0 a solver that trains its net
+            par = self.dir / "parallel"
+            self.rank_nets = [DP.write_rank_net(self.train_net_path, par / f"train_rank{r}.prototxt",
+                                                r, self.workers) for r in range(self.workers)]
+            self.solver_path = SF.write_solver(
+                par / "solver_rank0.prototxt", dict(params, train_net=str(self.rank_nets[0])),
+                [f"rank 0 of `mrfnet train --workers {self.workers}`: the solver above, "
+                 f"training its share ({share} of {cfg['batch']}) of every batch"])
         (self.dir / "loss_groups.json").write_text(json.dumps(self.groups, indent=1) + "\n")
         self._write_run_json()
 
@@ -355,6 +369,35 @@ class Run:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
         os.replace(tmp, path)
+
+    def _workers(self):
+        """Processes that share every batch (solver.parallel); one on a GPU."""
+        cfg = self.cfg
+        if cfg["workers"] is None:
+            return DP.default_workers(cfg["batch"], cfg["gpu"])
+        DP.check_workers(cfg["workers"], cfg["batch"])
+        if cfg["gpu"] is not None and cfg["workers"] > 1:
+            raise RunConfigError("--workers splits a batch across CPU processes; with --gpu "
+                                 "train in one process (several GPUs: caffe train -gpu 0,1,...)")
+        return cfg["workers"]
+
+    def _start_workers(self):
+        """Ranks 1..N-1, each one thread; this process (rank 0) also runs one thread."""
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+        threads = max(1, cores // self.workers)
+        cfg = self.cfg
+        fresh = None
+        if self.fresh:
+            fresh = {"images": cfg["train_images"], "exclude": cfg["exclude"], "crop": cfg["crop"],
+                     "batch": cfg["batch"] // self.workers, "seed": cfg["seed"],
+                     "start": self._state_iter()}
+        specs = [DP.worker_spec(self.net, self.rank_nets[r], cfg["seed"], fresh)
+                 for r in range(1, self.workers)]
+        self.bar.message(f"mrfnet train: {self.workers} processes of {threads} thread(s), "
+                         f"{cfg['batch'] // self.workers} samples each per batch (--workers)")
+        self.threads_before = DP.set_threads(threads)
+        self.group = DP.WorkerGroup(self.solver, specs, threads=threads)
 
     # --- caffe -------------------------------------------------------------------------------
     def build_solver(self):
@@ -385,6 +428,9 @@ class Run:
             except InferenceError as exc:
                 raise RunConfigError(f"--weights: {exc}") from None
             self.bar.message(f"starting from the weights {self.cfg['weights']}")
+        self.group = None
+        if self.workers > 1:
+            self._start_workers()
         self.validator = None
         if self.val_samples:
             self.validator = Validator(self.val_samples, self.deploy_path, self.net,
@@ -514,7 +560,11 @@ class Run:
         starve the next net reading the same database (a hang, not an error)."""
         if getattr(self, "fresh", None):
             self.fresh.close()
-        self.solver = self.net = self.validator = self.fresh = None
+        if getattr(self, "group", None):
+            self.group.close()
+            if self.threads_before is not None:
+                DP.set_threads(self.threads_before)
+        self.solver = self.net = self.validator = self.fresh = self.group = None
         if self.stream is not sys.stderr:
             self.stream.close()
         import gc
@@ -557,6 +607,8 @@ class Run:
                 g, w = self.group_at(it)
                 if w != weights:
                     set_loss_weights(self.net, w)
+                    if self.group:
+                        self.group.set_loss_weights(w)
                     if weights is not None:
                         self.bar.message(f"iteration {it}: loss-weight group {g + 1}, weights {w}")
                         self.log.write("event", event="group", iteration=it, group=g + 1, weights=w)
@@ -578,6 +630,8 @@ class Run:
                 it = int(self.solver.iter)
                 loss = float(self.net.blobs[self.loss_top].data.flat[0])
                 terms = self.scale_terms()
+                if self.group:
+                    loss, terms = self.group.mean_outputs(loss, terms)
                 self.log.write("train", iteration=it, lr=lr, loss=loss, **terms, weights=weights,
                                group=group + 1, seconds=dt, elapsed=time.monotonic() - self.t0,
                                cpu=time.process_time() - self.cpu0)

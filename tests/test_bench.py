@@ -15,7 +15,8 @@ def test_levers_change_only_what_they_name():
     lv = bench.levers(baseline_caffe="/builds/stock", environ=environ, before_caffe="/builds/0003")
     ort = {"graph opt extended", "graph opt basic", "no memory arena",  # tests/test_onnx_bench.py
            "thread spinning"}
-    omp = {"pthread OpenBLAS", "no batch-wide GEMM", "OpenMP threads spin"}  # Caffe patch 0004
+    omp = {"pthread OpenBLAS", "no batch-wide GEMM", "OpenMP threads spin",  # Caffe patch 0004
+           bench.WORKERS_LEVER}  # mrfnet train --workers 2
     assert set(lv) == {"default", "1 thread", "OpenBLAS detects CPU", "Winograd off",
                        "no blob reuse", "stock Caffe", "patches 0001-0003"} | ort | omp
     detect = bench.lever_env(lv["OpenBLAS detects CPU"], environ)
@@ -35,6 +36,7 @@ def test_levers_change_only_what_they_name():
     assert bench.lever_env(lv["OpenMP threads spin"], environ)["OMP_WAIT_POLICY"] == "ACTIVE"
     # without a pinned core or a baseline build those levers do not exist
     assert set(bench.levers(environ={})) == {"default", "1 thread", "Winograd off", "no blob reuse"} | ort | omp
+    assert lv[bench.WORKERS_LEVER]["train_workers"] == 2 and lv[bench.WORKERS_LEVER]["training_only"]
 
 
 def test_profile_worker_times_every_layer_type_of_a_real_net():
@@ -70,6 +72,8 @@ def _fake_result():
                           seconds_per_iter=1.0, peak_rss_mb=700),
                      dict(label="demo setting", batch=8, crop=64, lever="patches 0001-0003",
                           seconds_per_iter=1.6, peak_rss_mb=690),
+                     dict(label="demo setting", batch=8, crop=64, lever="--workers 2",
+                          seconds_per_iter=0.8, peak_rss_mb=980),
                      dict(label="paper setting", batch=16, crop=256, lever="default",
                           seconds_per_iter=8.0, peak_rss_mb=7000),
                      dict(label="paper setting", batch=16, crop=256, lever="stock Caffe",
@@ -94,6 +98,9 @@ def test_report_shows_the_stock_build_beside_the_patched_one():
     assert ("- training, paper setting, this project's build vs stock Caffe: 2.00x the speed, "
             "1.00x the peak memory (16.000 -> 8.000 s/iteration)") in text
     assert "| paper setting | 16 | 256x256 | stock Caffe | 16.00 | 7000 |" in text
+    assert ("- training, demo setting, `mrfnet train --workers 2` vs one process of patches "
+            "0001-0003: 2.00x the speed, 1.42x the peak memory (1.600 -> 0.800 s/iteration)") in text
+    assert "`mrfnet train --workers 2` vs one process of this build: 1.25x the speed" in text
 
 
 def test_bench_refuses_a_baseline_folder_without_pycaffe(tmp_path, capsys):

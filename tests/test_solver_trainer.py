@@ -148,7 +148,7 @@ def test_wall_time_budget_stops_cleanly_with_snapshot(data):
     run = d / "run_budget"
     t = time.time()
     summary = train({"train_db": train_db, "out": str(run), "paths": 2, "crop": 32, "batch": 2,
-                     "iters": 100000, "max_seconds": 3.0, "progress": False})
+                     "iters": 100000, "max_seconds": 3.0, "progress": False, "workers": 1})
     assert time.time() - t < 3.0 + 5.0
     assert summary["status"] == "budget" and 0 < summary["iterations"] < 100000
     assert summary["seconds"] <= 3.0 + 1.0
