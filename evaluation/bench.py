@@ -310,6 +310,11 @@ def _lever_note(res):
                      "before patch 0004); **OpenMP threads spin** = `OMP_WAIT_POLICY=ACTIVE` "
                      "(idle threads spin instead of sleeping, the OpenMP default that pycaffe "
                      "overrides)")
+    if WORKERS_LEVER in res["levers"]:
+        notes.append(f"**{WORKERS_LEVER}** = `mrfnet train {WORKERS_LEVER}` (solver/parallel.py): "
+                     "each batch split across two one-thread processes of this project's build, "
+                     "their gradients averaged before Caffe's update; peak RSS is the sum of both "
+                     "processes")
     return "; ".join(notes) + ". The `core` column is the OpenBLAS kernel set the process ran."
 
 
