@@ -177,11 +177,10 @@ class SharedArrays:
 class WorkerGroup:
     """Ranks 1..N-1 as subprocesses, attached to rank 0's solver by callbacks."""
 
-    def __init__(self, solver, worker_specs, threads=1, timeout=600.0):
+    def __init__(self, solver, worker_specs, threads=1):
         self.solver, self.net = solver, solver.net
         self.blobs = _param_blobs(self.net)
         self.shapes = [tuple(b.data.shape) for b in self.blobs]
-        self.timeout = timeout
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         self.tmp = tempfile.mkdtemp(prefix="mrfnet-workers-", dir=base)
         self.weights = SharedArrays(Path(self.tmp) / "weights", self.shapes, create=True)
@@ -361,6 +360,12 @@ def _worker(spec, reply):
 
 
 def main():
+    # Ctrl-C in a terminal (SIGINT to the whole process group) or a SIGTERM to the group must
+    # reach only rank 0, which finishes the step, snapshots and then stops the workers; a worker
+    # whose rank 0 is gone sees its stdin close and exits.
+    import signal
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     out = sys.stdout
     sys.stdout = sys.stderr  # anything Caffe or a layer prints must not enter the protocol
 

@@ -3,8 +3,10 @@ gradient of the whole batch, the rank nets are cut right, and a failing worker i
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -180,3 +182,28 @@ def test_train_with_workers_on_fresh_photos_and_clear_errors(tmp_path):
     assert r.returncode == 2
     assert "--batch 4 cannot be split evenly across --workers 3" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_ctrl_c_to_the_process_group_snapshots_and_stops_every_worker(db, tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: rank 0 must still finish the
+    step, snapshot and exit 130, and no worker may outlive it or crash it."""
+    out = tmp_path / "ctrl_c"
+    proc = subprocess.Popen([sys.executable, "-m", "mrfnet.cli", *COMMON, "--train-db", db,
+                             "--iters", "100000", "--workers", "2", "--out", str(out)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "train_log.jsonl").exists() and len(_train_log(out)) >= 3:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "Traceback" not in err and "worker" not in err
+    stop = _train_log(out)[-1]["iteration"]
+    assert (out / "snapshots" / f"mrfnet_p2_iter_{stop}.solverstate").exists()
+    with pytest.raises(ProcessLookupError):   # the group is empty: the workers are gone too
+        for _ in range(50):
+            os.killpg(proc.pid, 0)
+            time.sleep(0.1)
