@@ -625,6 +625,8 @@ class Run:
                     self.log.write("train", iteration=it + 1, lr=lr, loss=exc.value,
                                    weights=weights, group=group + 1)
                     self._diverged(it, exc.value, lr, weights)
+                except DP.WorkerError as exc:
+                    self._worker_failed(it, exc)
                 dt = time.perf_counter() - t
                 step_times.append(dt)
                 it = int(self.solver.iter)
@@ -656,6 +658,19 @@ class Run:
                 self.log.write("event", event="aborted", iteration=it)
                 self.log.close()
         return self._finish(status, it, stop, step_times)
+
+    def _worker_failed(self, it, exc):
+        """A --workers process died in a step: Caffe had not applied that step (the gradients
+        come before the update), so the weights and Adam state of iteration `it` are whole and
+        are snapshotted before the error goes up."""
+        self.bar.close()
+        state = self.snapshot(it)
+        self.log.write("event", event="worker_failed", iteration=it, snapshot=str(state))
+        self.plot(force=True)
+        self.log.close()
+        raise DP.WorkerError(f"{exc}\nThe run is saved at iteration {it} ({state}); continue "
+                             f"with `mrfnet train --resume {self.dir}` (add --workers 1 to train "
+                             f"in one process)") from None
 
     def _diverged(self, weights_iter, loss, lr, weights):
         """Stop on a NaN/inf loss computed with the weights after `weights_iter` updates."""

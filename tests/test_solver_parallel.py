@@ -207,3 +207,29 @@ def test_ctrl_c_to_the_process_group_snapshots_and_stops_every_worker(db, tmp_pa
         for _ in range(50):
             os.killpg(proc.pid, 0)
             time.sleep(0.1)
+
+
+def test_a_worker_dying_mid_run_saves_the_run_and_says_how_to_resume(db, tmp_path):
+    out = tmp_path / "dies"
+    proc = subprocess.Popen([sys.executable, "-m", "mrfnet.cli", *COMMON, "--train-db", db,
+                             "--iters", "100000", "--workers", "2", "--out", str(out)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "train_log.jsonl").exists() and len(_train_log(out)) >= 3:
+            break
+        time.sleep(0.1)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "solver.parallel"],
+                             capture_output=True, text=True).stdout.split()
+    assert len(workers) == 1
+    os.kill(int(workers[0]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "training worker 1 stopped" in err and "Traceback" not in err
+    assert f"continue with `mrfnet train --resume {out}`" in err
+    stop = _train_log(out)[-1]["iteration"]
+    assert (out / "snapshots" / f"mrfnet_p2_iter_{stop}.solverstate").exists()
+    r = mrfnet("train", "--resume", str(out), "--iters", str(stop + 2), "--workers", "1",
+               "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert _train_log(out)[-1]["iteration"] == stop + 2
