@@ -201,6 +201,29 @@ def loss_layers(net):
             if isinstance(layer, ScaleRefinementLoss)]
 
 
+def scale_loss_blobs(net):
+    """(layer name, layer, top, [(prediction, label) per scale]) of the net's one
+    ScaleRefinementLoss; LayerParamError when it has none or several."""
+    found = loss_layers(net)
+    if len(found) != 1:
+        raise LayerParamError(f"expected one ScaleRefinementLoss layer, found {len(found)}")
+    name, layer = found[0]
+    bottoms = list(net.bottom_names[name])
+    k = len(bottoms) // 2
+    return name, layer, net.top_names[name][0], list(zip(bottoms[:k], bottoms[k:]))
+
+
+def scale_terms(net, pairs):
+    """Unweighted per-scale terms 1/(2N) sum_n ||pred-label||^2/(c h w) = MSE/2 of the last
+    forward, as {"loss_r1": ...} (the loss of eq. (5) is their mean weighted by the group's w_k);
+    `pairs` as scale_loss_blobs gives them."""
+    out = {}
+    for k, (p, t) in enumerate(pairs, start=1):
+        d = net.blobs[p].data.astype(np.float64) - net.blobs[t].data
+        out[f"loss_r{k}"] = 0.5 * float(np.mean(d * d))
+    return out
+
+
 def set_loss_weights(net, weights):
     """Set the per-scale weights of every ScaleRefinementLoss in `net`; returns their names.
 

@@ -46,11 +46,8 @@ def _measure(variant, batch, crop, iters, paths, warmup, workers=1):
                                  batch, "python")
         if workers > 1:  # `mrfnet train --workers`: rank 0 here, the others in subprocesses
             DP.check_workers(workers, batch)
-            ranks = [DP.write_rank_net(net, os.path.join(d, f"rank{r}.prototxt"), r, workers)
-                     for r in range(workers)]
+            ranks = DP.write_rank_nets(net, d, workers)
             net = ranks[0]
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            DP.set_threads(threads)
         sched = S.paper_schedule(batch, total_batch=batch, crop=crop, epochs=1)
         params = SF.solver_params(sched, net, os.path.join(d, "snap"), snapshot=0,
                                   random_seed=0, max_iter=warmup + iters)
@@ -59,8 +56,7 @@ def _measure(variant, batch, crop, iters, paths, warmup, workers=1):
         solver = caffe.get_solver(path)
         group = None
         if workers > 1:
-            group = DP.WorkerGroup(solver, [DP.worker_spec(solver.net, ranks[r], 0)
-                                            for r in range(1, workers)], threads=threads)
+            group = DP.WorkerGroup(solver, [DP.worker_spec(solver.net, r, 0) for r in ranks[1:]])
         solver.step(warmup)
         setup = time.perf_counter() - t_setup
         times = []

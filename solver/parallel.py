@@ -54,13 +54,18 @@ def check_workers(workers, batch):
     return workers
 
 
+def cpu_cores():
+    """Cores this process may run on (its affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_workers(batch, gpu=None, cores=None):
     """One process per core on the CPU (at most the batch, and a divisor of it); 1 on a GPU."""
     if gpu is not None:
         return 1
-    if cores is None:
-        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                 else os.cpu_count() or 1)
+    cores = cores or cpu_cores()
     return max(d for d in range(1, min(cores, batch) + 1) if batch % d == 0)
 
 
@@ -119,6 +124,12 @@ def write_rank_net(train_net_path, out_path, rank, parts):
     return Path(out_path)
 
 
+def write_rank_nets(train_net_path, folder, parts):
+    """write_rank_net for every rank: folder/train_rank<r>.prototxt, rank 0 first."""
+    return [write_rank_net(train_net_path, Path(folder) / f"train_rank{r}.prototxt", r, parts)
+            for r in range(parts)]
+
+
 def set_threads(n):
     """Threads of this process's OpenMP runtime (Caffe's loops and the OpenMP OpenBLAS follow
     omp_get_max_threads at every call); returns the previous value, or None without libgomp."""
@@ -131,23 +142,11 @@ def set_threads(n):
     return before
 
 
-def loss_blobs(net):
-    """(loss top, [(prediction, label) per scale]) of a train net's ScaleRefinementLoss."""
-    from layers.caffe_layers import loss_layers
-    found = loss_layers(net)
-    if len(found) != 1:
-        raise RunConfigError(f"expected one ScaleRefinementLoss layer in the train net, found "
-                             f"{len(found)}")
-    name = found[0][0]
-    bottoms = list(net.bottom_names[name])
-    k = len(bottoms) // 2
-    return net.top_names[name][0], list(zip(bottoms[:k], bottoms[k:]))
-
-
 def worker_spec(net, rank_net, seed, fresh=None):
     """What worker `rank_net` needs: its net file, the Caffe seed (data layers then read the
     same batches as rank 0), rank 0's loss blobs, and its fresh-data settings if any."""
-    top, scales = loss_blobs(net)
+    from layers.caffe_layers import scale_loss_blobs
+    _, _, top, scales = scale_loss_blobs(net)
     return {"net": str(rank_net), "seed": int(seed), "loss_top": top, "scale_blobs": scales,
             "fresh": fresh}
 
@@ -175,9 +174,13 @@ class SharedArrays:
 
 
 class WorkerGroup:
-    """Ranks 1..N-1 as subprocesses, attached to rank 0's solver by callbacks."""
+    """Ranks 1..N-1 as subprocesses, attached to rank 0's solver by callbacks. The cores are
+    shared out: every process, this one included (until close), runs `threads` threads
+    (default cores // processes, at least 1)."""
 
-    def __init__(self, solver, worker_specs, threads=1):
+    def __init__(self, solver, worker_specs, threads=None):
+        self.threads = threads or max(1, cpu_cores() // (len(worker_specs) + 1))
+        self.threads_before = set_threads(self.threads)
         self.solver, self.net = solver, solver.net
         self.blobs = _param_blobs(self.net)
         self.shapes = [tuple(b.data.shape) for b in self.blobs]
@@ -188,7 +191,8 @@ class WorkerGroup:
         self.loss_weights = None
         self.outputs = []
         root = str(Path(__file__).resolve().parents[1])  # the checkout: `python -m solver.parallel`
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads),
+                   OPENBLAS_NUM_THREADS=str(self.threads),
                    GLOG_minloglevel=os.environ.get("GLOG_minloglevel", "2"),
                    PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
         try:
@@ -298,6 +302,9 @@ class WorkerGroup:
             proc.err.close()
         self.procs = []
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.threads_before is not None:
+            set_threads(self.threads_before)
+            self.threads_before = None
         # The solver keeps our callbacks (in C++, out of sight of Python's garbage collector):
         # holding the solver here would keep it, and its data layers' readers, alive for good.
         self.solver = self.net = self.blobs = self.weights = None
@@ -308,7 +315,7 @@ class WorkerGroup:
 # ------------------------------------------------------------------------------ worker side
 def _worker(spec, reply):
     import caffe
-    from layers.caffe_layers import set_loss_weights
+    from layers.caffe_layers import scale_terms, set_loss_weights
     caffe.set_mode_cpu()
     caffe.set_random_seed(int(spec["seed"]))
     net = caffe.Net(spec["net"], caffe.TRAIN)
@@ -348,11 +355,8 @@ def _worker(spec, reply):
         net._backward(last, 0)
         for view, blob in zip(grads.views, blobs):
             view[...] = blob.diff
-        terms = {}
-        for k, (p, t) in enumerate(scale_blobs, start=1):
-            d = net.blobs[p].data.astype(np.float64) - net.blobs[t].data
-            terms[f"loss_r{k}"] = 0.5 * float(np.mean(d * d))
-        reply({"loss": float(net.blobs[loss_top].data.flat[0]), "terms": terms})
+        reply({"loss": float(net.blobs[loss_top].data.flat[0]),
+               "terms": scale_terms(net, scale_blobs)})
     if fresh:
         fresh.close()
     import resource

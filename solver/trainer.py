@@ -29,7 +29,8 @@ import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 
 from layers import metrics  # noqa: E402
-from layers.caffe_layers import loss_layers, set_loss_weights  # noqa: E402
+from layers.caffe_layers import scale_loss_blobs, scale_terms, set_loss_weights  # noqa: E402
+from layers.errors import LayerParamError  # noqa: E402
 from layers.loss_groups import weights_at  # noqa: E402
 from prototxt_gen.topology import (DEFAULT_PATHS, DEFAULT_VARIANT, TopologyError,  # noqa: E402
                                    check_paths, check_variant, total_stride)
@@ -281,6 +282,7 @@ class Run:
         cfg = self.cfg
         self.fresh = None
         self.workers = self._workers()
+        self.start_iter = self._state_iter()
         share = cfg["batch"] // self.workers
         if cfg["train_images"]:
             RF.check_net_crop(cfg["crop"], cfg["paths"])
@@ -289,7 +291,7 @@ class Run:
             names, photos = load_photos(cfg["train_images"], exclude=cfg["exclude"],
                                         min_side=cfg["crop"], stream=self.stream)
             self.fresh = FreshBlurBatches(photos, cfg["crop"], share, seed=cfg["seed"],
-                                          start=self._state_iter())
+                                          start=self.start_iter)
             num_train = len(names)
         else:
             RF.check_crop(cfg["train_db"], cfg["crop"], cfg["paths"])
@@ -341,8 +343,7 @@ class Run:
             # the files above stay the whole-batch ones (for `caffe train`); the ranks of
             # --workers get their own nets, and rank 0 a solver that trains its net
             par = self.dir / "parallel"
-            self.rank_nets = [DP.write_rank_net(self.train_net_path, par / f"train_rank{r}.prototxt",
-                                                r, self.workers) for r in range(self.workers)]
+            self.rank_nets = DP.write_rank_nets(self.train_net_path, par, self.workers)
             self.solver_path = SF.write_solver(
                 par / "solver_rank0.prototxt", dict(params, train_net=str(self.rank_nets[0])),
                 [f"rank 0 of `mrfnet train --workers {self.workers}`: the solver above, "
@@ -382,22 +383,19 @@ class Run:
         return cfg["workers"]
 
     def _start_workers(self):
-        """Ranks 1..N-1, each one thread; this process (rank 0) also runs one thread."""
-        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                 else os.cpu_count() or 1)
-        threads = max(1, cores // self.workers)
+        """Ranks 1..N-1 beside this process (rank 0), the cores shared out between them."""
         cfg = self.cfg
         fresh = None
         if self.fresh:
             fresh = {"images": cfg["train_images"], "exclude": cfg["exclude"], "crop": cfg["crop"],
                      "batch": cfg["batch"] // self.workers, "seed": cfg["seed"],
-                     "start": self._state_iter()}
+                     "start": self.start_iter}
         specs = [DP.worker_spec(self.net, self.rank_nets[r], cfg["seed"], fresh)
                  for r in range(1, self.workers)]
-        self.bar.message(f"mrfnet train: {self.workers} processes of {threads} thread(s), "
-                         f"{cfg['batch'] // self.workers} samples each per batch (--workers)")
-        self.threads_before = DP.set_threads(threads)
-        self.group = DP.WorkerGroup(self.solver, specs, threads=threads)
+        self.group = DP.WorkerGroup(self.solver, specs)
+        self.bar.message(f"mrfnet train: {self.workers} processes of {self.group.threads} "
+                         f"thread(s), {cfg['batch'] // self.workers} samples each per batch "
+                         f"(--workers)")
 
     # --- caffe -------------------------------------------------------------------------------
     def build_solver(self):
@@ -410,16 +408,11 @@ class Run:
         np.random.seed(self.cfg["seed"])
         self.solver = caffe.get_solver(self.solver_path)
         self.net = self.solver.net
-        found = loss_layers(self.net)
-        if len(found) != 1:
-            raise RunConfigError(f"{self.train_net_path}: expected one ScaleRefinementLoss layer, "
-                                 f"found {len(found)}")
-        name = found[0][0]
-        _guard_loss(found[0][1])
-        bottoms = list(self.net.bottom_names[name])
-        k = len(bottoms) // 2
-        self.loss_top = self.net.top_names[name][0]
-        self.scale_blobs = list(zip(bottoms[:k], bottoms[k:]))
+        try:
+            _, layer, self.loss_top, self.scale_blobs = scale_loss_blobs(self.net)
+        except LayerParamError as exc:
+            raise RunConfigError(f"{self.train_net_path}: {exc}") from None
+        _guard_loss(layer)
         if self.state:
             self.solver.restore(str(self._relocated_state(self.state)))
         elif self.cfg["weights"]:
@@ -471,15 +464,6 @@ class Run:
         idx = max(i for i, g in enumerate(self.groups) if g["start_fraction"] <= frac) \
             if frac >= 0 else 0
         return idx, weights_at(self.groups, frac)
-
-    def scale_terms(self):
-        """Unweighted per-scale terms 1/(2N) sum_n ||pred-label||^2/(c h w) = MSE/2 (the loss of
-        eq. (5) is their mean weighted by the group's w_k)."""
-        out = {}
-        for k, (p, t) in enumerate(self.scale_blobs, start=1):
-            d = self.net.blobs[p].data.astype(np.float64) - self.net.blobs[t].data
-            out[f"loss_r{k}"] = 0.5 * float(np.mean(d * d))
-        return out
 
     def snapshot(self, it):
         self.solver.snapshot()
@@ -562,8 +546,6 @@ class Run:
             self.fresh.close()
         if getattr(self, "group", None):
             self.group.close()
-            if self.threads_before is not None:
-                DP.set_threads(self.threads_before)
         self.solver = self.net = self.validator = self.fresh = self.group = None
         if self.stream is not sys.stderr:
             self.stream.close()
@@ -631,7 +613,7 @@ class Run:
                 step_times.append(dt)
                 it = int(self.solver.iter)
                 loss = float(self.net.blobs[self.loss_top].data.flat[0])
-                terms = self.scale_terms()
+                terms = scale_terms(self.net, self.scale_blobs)
                 if self.group:
                     loss, terms = self.group.mean_outputs(loss, terms)
                 self.log.write("train", iteration=it, lr=lr, loss=loss, **terms, weights=weights,
