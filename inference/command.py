@@ -25,8 +25,8 @@ def add_arguments(p):
                            "`mrfnet export`")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="onnxruntime = ONNX Runtime on the net's ONNX export, made once per "
-                        "caffemodel into the cache (default on CPU: the fastest in make bench, 1.3x "
-                        "OpenCV dnn at 256x256 and 1.9x at 1280x720, 1.8-2.2x pycaffe, "
+                        "caffemodel into the cache (default on CPU: the fastest in make bench, 1.2x "
+                        "OpenCV dnn at 256x256 and 1.9x at 1280x720, 1.9-2.1x pycaffe, "
                         "docs/benchmarks.md); opencv = cv2.dnn on the same "
                         "files (no Caffe needed); caffe = pycaffe, the reference (default with "
                         "--gpu)")
