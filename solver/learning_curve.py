@@ -7,8 +7,15 @@ session boundary shows as `elapsed` going down. This module adds the sessions up
 every validation record gets the total wall and CPU hours behind it, and draws the curve
 (`MODEL.md`'s picture) with `python -m solver.learning_curve RUN_DIR [RUN_DIR ...] --out PNG`:
 runs given in the order they were chained, each continuing the previous one's hours.
+
+`--extrapolate HOURS` answers "is the target within reach in HOURS?": it fits the gain against
+iterations (the work done, which does not change when a session switches to `--workers 2`)
+twice, as a power law (near straight: the optimistic reading) and as a logarithm (learning
+that slows down: the pessimistic one), and draws both on to HOURS at the last session's
+seconds per iteration.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -16,24 +23,33 @@ from solver.runlog import read_log
 
 
 def run_points(log_path, wall0=0.0, cpu0=0.0, input_psnr=None):
-    """([{iteration, wall_h, cpu_h, psnr, ssim, gain_db}], (total wall s, total cpu s),
-    input PSNR) of one run's log, its hours starting at wall0/cpu0 seconds; the gain is over
-    the blurred input's PSNR from the log's first validation (else `input_psnr`)."""
+    """([{iteration, wall_h, cpu_h, psnr, ssim, gain_db, s_per_iter}], (total wall s, total
+    cpu s), input PSNR) of one run's log, its hours starting at wall0/cpu0 seconds; the gain is
+    over the blurred input's PSNR from the log's first validation (else `input_psnr`);
+    s_per_iter is the wall seconds per iteration of the session so far (None before its
+    second train record)."""
     wall_done = cpu_done = 0.0      # seconds of the sessions before the current one
     last_wall = last_cpu = 0.0
+    first = last_it = None          # (elapsed, iteration) of the session's first train record
     points, own_input = [], None
     for r in read_log(log_path):
         if r.get("kind") == "train" and r.get("elapsed") is not None:
             e, c = float(r["elapsed"]), float(r.get("cpu") or 0.0)
             if e < last_wall:           # a new session: bank the previous one
                 wall_done, cpu_done = wall_done + last_wall, cpu_done + last_cpu
-            last_wall, last_cpu = e, c
+                first = None
+            last_wall, last_cpu, last_it = e, c, r.get("iteration")
+            if first is None:
+                first = (e, last_it)
         elif r.get("kind") == "val":
             if r.get("input_psnr") is not None and own_input is None:
                 own_input = float(r["input_psnr"])
+            rate = None
+            if first is not None and last_it is not None and last_it > first[1]:
+                rate = (last_wall - first[0]) / (last_it - first[1])
             points.append({"iteration": r["iteration"], "psnr": r["psnr"], "ssim": r["ssim"],
                            "wall_h": (wall0 + wall_done + last_wall) / 3600,
-                           "cpu_h": (cpu0 + cpu_done + last_cpu) / 3600})
+                           "cpu_h": (cpu0 + cpu_done + last_cpu) / 3600, "s_per_iter": rate})
     base = own_input if own_input is not None else input_psnr
     for p in points:
         p["gain_db"] = p["psnr"] - base if base is not None else float("nan")
@@ -42,23 +58,77 @@ def run_points(log_path, wall0=0.0, cpu0=0.0, input_psnr=None):
 
 def chain_points(run_dirs):
     """The points of runs chained one after another (each starting from the previous one's
-    weights), with hours accumulated over the chain."""
-    out, wall, cpu, base = [], 0.0, 0.0, None
+    weights), with hours accumulated over the chain and `step`, the iterations over the chain
+    (each run's iterations count on from the previous run's last validated one)."""
+    out, wall, cpu, base, steps = [], 0.0, 0.0, None, 0
     for d in run_dirs:
         pts, (w, c), base = run_points(os.path.join(d, "train_log.jsonl"), wall, cpu, base)
         if out and pts and pts[0]["iteration"] == 0:
             pts = pts[1:]               # iteration 0 of a --weights run = the previous run's end
-        out += [dict(p, run=os.path.basename(os.path.normpath(d))) for p in pts]
+        out += [dict(p, run=os.path.basename(os.path.normpath(d)), step=steps + p["iteration"])
+                for p in pts]
+        steps = out[-1]["step"] if out else steps
         wall, cpu = wall + w, cpu + c
     return out, wall / 3600, cpu / 3600
 
 
-def plot(points, png, title="held-out PSNR gain against training time"):
+def _line(xs, ys):
+    """Least-squares (slope, intercept)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    return slope, my - slope * mx
+
+
+def extrapolate(points, hours, from_fraction=0.125):
+    """Two fits of gain against chain iterations, over the points past `from_fraction` of the
+    last one's iterations (the early start is its own regime): gain = c * step^p (power) and
+    gain = a * ln(step) + b (log). Projected on to `hours` of wall time at the last session's
+    seconds per iteration. Returns {"power": (c, p), "log": (a, b), "s_per_iter",
+    "curves": {name: [(hours, gain), ...]}, "at": {name: gain at `hours`}}."""
+    last = points[-1]
+    rate = next((p["s_per_iter"] for p in reversed(points) if p.get("s_per_iter")), None)
+    use = [p for p in points if p["step"] >= from_fraction * last["step"] and p["step"] > 0]
+    if rate is None or len(use) < 3:
+        raise ValueError("too few validation points (or no timed session) to fit a curve")
+    lx = [math.log(p["step"]) for p in use]
+    a, b = _line(lx, [p["gain_db"] for p in use])
+    pos = [(x, p["gain_db"]) for x, p in zip(lx, use) if p["gain_db"] > 0]
+    if len(pos) < 3:
+        raise ValueError("too few validation points with a positive gain for a power-law fit")
+    pw, lc = _line([x for x, _ in pos], [math.log(g) for _, g in pos])
+    fits = {"power": lambda s: math.exp(lc) * s ** pw, "log": lambda s: a * math.log(s) + b}
+    end = last["step"] + max(hours - last["wall_h"], 0.0) * 3600 / rate
+    grid = [use[0]["step"] + (end - use[0]["step"]) * i / 100 for i in range(101)]
+
+    def hours_at(s):
+        return last["wall_h"] + (s - last["step"]) * rate / 3600 if s > last["step"] else None
+
+    curves = {}
+    for name, f in fits.items():
+        # before the last point, hours come from the points themselves (sessions ran at
+        # different speeds), after it from the last session's rate
+        past = [(p["wall_h"], f(p["step"])) for p in use]
+        curves[name] = past + [(hours_at(s), f(s)) for s in grid if s > last["step"]]
+    return {"power": (math.exp(lc), pw), "log": (a, b), "s_per_iter": rate, "curves": curves,
+            "at": {name: f(end) for name, f in fits.items()}, "hours": max(hours, last["wall_h"])}
+
+
+def plot(points, png, title="held-out PSNR gain against training time", fit=None, target=None):
     from solver.plot import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([p["wall_h"] for p in points], [p["gain_db"] for p in points], "o-", ms=3,
             color="tab:blue", label="PSNR gain over the blurred input (dB)")
+    styles = {"power": ("tab:green", "power law in iterations"),
+              "log": ("tab:red", "logarithm of iterations")}
+    for name, curve in (fit or {}).get("curves", {}).items():
+        color, what = styles[name]
+        ax.plot([h for h, _ in curve], [g for _, g in curve], "--", color=color, lw=1.2,
+                label=f"fit, {what}: {fit['at'][name]:+.2f} dB at {fit['hours']:g} h")
+    if target is not None:
+        ax.axhline(target, color="0.3", ls=":", lw=1, label=f"target {target:+g} dB")
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xlabel("training hours (wall clock; see the run for threads)")
     ax.set_ylabel("gain (dB)")
@@ -73,6 +143,10 @@ def main(argv=None):
     p.add_argument("runs", nargs="+", help="run directories, in the order they were chained")
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--title", default="held-out PSNR gain against training time")
+    p.add_argument("--extrapolate", type=float, metavar="HOURS",
+                   help="fit the gain against iterations and draw it on to HOURS of wall time "
+                        "at the last session's speed")
+    p.add_argument("--target", type=float, metavar="DB", help="draw the target gain as a line")
     args = p.parse_args(argv)
     missing = [d for d in args.runs if not os.path.isfile(os.path.join(d, "train_log.jsonl"))]
     if missing:
@@ -82,10 +156,23 @@ def main(argv=None):
     if not points:
         print("error: the runs have no validation records (train with --val)", file=sys.stderr)
         return 2
-    plot(points, args.out, args.title)
+    fit = None
+    if args.extrapolate is not None:
+        try:
+            fit = extrapolate(points, args.extrapolate)
+        except ValueError as e:
+            print(f"error: --extrapolate: {e}", file=sys.stderr)
+            return 2
+    plot(points, args.out, args.title, fit, args.target)
     last = points[-1]
     print(f"{args.out}: {len(points)} points; last {last['gain_db']:+.2f} dB at "
-          f"{last['wall_h']:.2f} h wall; total {wall_h:.2f} h wall, {cpu_h:.2f} CPU hours")
+          f"{last['wall_h']:.2f} h wall, iteration {last['step']} of the chain; total "
+          f"{wall_h:.2f} h wall, {cpu_h:.2f} CPU hours")
+    if fit:
+        (c, pw), (a, b) = fit["power"], fit["log"]
+        print(f"fits over iterations n (last session {fit['s_per_iter']:.3f} s per iteration): "
+              f"power {c:.3g} * n^{pw:.3f} -> {fit['at']['power']:+.2f} dB at {fit['hours']:g} h; "
+              f"log {a:.3f} * ln(n) {b:+.3f} -> {fit['at']['log']:+.2f} dB at {fit['hours']:g} h")
     return 0
 
 

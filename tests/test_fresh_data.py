@@ -208,6 +208,40 @@ def test_learning_curve_adds_up_sessions_and_chained_runs(tmp_path):
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "d.png")]) == 2
 
 
+def test_learning_curve_extrapolates_over_iterations_at_the_last_sessions_speed(tmp_path):
+    """A gain growing linearly with iterations is a power law with exponent 1: projected on at
+    the last session's seconds per iteration (2 s here, after a first session at 1 s)."""
+    from solver.learning_curve import chain_points, extrapolate, main
+    from solver.runlog import RunLog
+
+    (tmp_path / "r").mkdir()
+    log = RunLog(tmp_path / "r" / "train_log.jsonl")
+    for it in range(1, 101):
+        if it <= 50:
+            elapsed = float(it)                 # session 1: 1 s per iteration
+        else:
+            elapsed = 2.0 * (it - 50)           # session 2 (elapsed restarts): 2 s per iteration
+        log.write("train", iteration=it, loss=1.0, elapsed=elapsed, cpu=elapsed)
+        if it % 10 == 0:
+            extra = {"input_psnr": 20.0} if it == 10 else {}
+            log.write("val", iteration=it, psnr=20.0 + 0.01 * it, ssim=0.5, **extra)
+    log.close()
+    points, wall_h, _ = chain_points([str(tmp_path / "r")])
+    assert [p["step"] for p in points] == list(range(10, 101, 10))
+    assert round(wall_h * 3600) == 150 and points[-1]["s_per_iter"] == 2.0
+    fit = extrapolate(points, hours=(150 + 200) / 3600)     # 200 s more = 100 iterations
+    c, pw = fit["power"]
+    assert abs(pw - 1.0) < 1e-9 and abs(c - 0.01) < 1e-9
+    assert abs(fit["at"]["power"] - 2.0) < 1e-9            # 0.01 dB x 200 iterations
+    assert fit["at"]["log"] < fit["at"]["power"]           # a logarithm bends below a line
+    assert abs(fit["curves"]["power"][-1][0] * 3600 - 350) < 1e-6
+    out = tmp_path / "curve.png"
+    assert main([str(tmp_path / "r"), "--out", str(out), "--extrapolate", "0.1", "--target", "3"]) == 0
+    assert out.stat().st_size > 1000
+    with pytest.raises(ValueError, match="too few"):
+        extrapolate(points[:2], hours=1.0)
+
+
 def _assert_identity(tmp_path, weights, paths, h, w):
     """The deploy net with these weights returns its input exactly; returns the net."""
     import caffe
