@@ -19,6 +19,8 @@ import math
 import os
 import sys
 
+import numpy as np
+
 from solver.runlog import read_log
 
 
@@ -72,15 +74,6 @@ def chain_points(run_dirs):
     return out, wall / 3600, cpu / 3600
 
 
-def _line(xs, ys):
-    """Least-squares (slope, intercept)."""
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    return slope, my - slope * mx
-
-
 def extrapolate(points, hours, from_fraction=0.125):
     """Two fits of gain against chain iterations, over the points past `from_fraction` of the
     last one's iterations (the early start is its own regime): gain = c * step^p (power) and
@@ -93,25 +86,22 @@ def extrapolate(points, hours, from_fraction=0.125):
     if rate is None or len(use) < 3:
         raise ValueError("too few validation points (or no timed session) to fit a curve")
     lx = [math.log(p["step"]) for p in use]
-    a, b = _line(lx, [p["gain_db"] for p in use])
+    a, b = np.polyfit(lx, [p["gain_db"] for p in use], 1)
     pos = [(x, p["gain_db"]) for x, p in zip(lx, use) if p["gain_db"] > 0]
     if len(pos) < 3:
         raise ValueError("too few validation points with a positive gain for a power-law fit")
-    pw, lc = _line([x for x, _ in pos], [math.log(g) for _, g in pos])
+    pw, lc = np.polyfit([x for x, _ in pos], [math.log(g) for _, g in pos], 1)
     fits = {"power": lambda s: math.exp(lc) * s ** pw, "log": lambda s: a * math.log(s) + b}
     end = last["step"] + max(hours - last["wall_h"], 0.0) * 3600 / rate
-    grid = [use[0]["step"] + (end - use[0]["step"]) * i / 100 for i in range(101)]
-
-    def hours_at(s):
-        return last["wall_h"] + (s - last["step"]) * rate / 3600 if s > last["step"] else None
-
+    ahead = [last["step"] + (end - last["step"]) * i / 50 for i in range(1, 51)]
     curves = {}
     for name, f in fits.items():
-        # before the last point, hours come from the points themselves (sessions ran at
+        # up to the last point, hours come from the points themselves (sessions ran at
         # different speeds), after it from the last session's rate
-        past = [(p["wall_h"], f(p["step"])) for p in use]
-        curves[name] = past + [(hours_at(s), f(s)) for s in grid if s > last["step"]]
-    return {"power": (math.exp(lc), pw), "log": (a, b), "s_per_iter": rate, "curves": curves,
+        curves[name] = ([(p["wall_h"], f(p["step"])) for p in use]
+                        + [(last["wall_h"] + (s - last["step"]) * rate / 3600, f(s)) for s in ahead])
+    return {"power": (math.exp(lc), float(pw)), "log": (float(a), float(b)), "s_per_iter": rate,
+            "curves": curves,
             "at": {name: f(end) for name, f in fits.items()}, "hours": max(hours, last["wall_h"])}
 
 
