@@ -5,7 +5,8 @@ Use from a prototxt with python_param { module: "layers.caffe_layers" layer: "<c
 - ScaleRefinementLoss: bottoms = K predictions (coarse -> fine) then K targets (same order),
   top = the scalar loss of eq. (5). param_str (JSON, or a Python literal):
   '{"weights": [w_1, ..., w_K]}' (optional, default all 1 = eq. (5)); optional "name" (used in
-  error messages, since Caffe does not tell a Python layer its own name). Caffe gives Python
+  error messages, since Caffe does not tell a Python layer its own name); optional "penalty"
+  ("l2" = eq. (5), default; "l1"; "charbonnier": layers.scale_loss). Caffe gives Python
   layers no default loss weight: the prototxt must set `loss_weight: 1` on this layer.
 - ImageQualityMetrics: bottoms = prediction, target (N x C x H x W in [0,1], BGR by default);
   tops = psnr, ssim (batch means on uint8-quantised images, layers.metrics). No gradient:
@@ -26,7 +27,7 @@ import caffe  # noqa: E402
 
 from layers import metrics  # noqa: E402
 from layers.errors import LayerParamError, LayersError  # noqa: E402
-from layers.scale_loss import scale_loss_and_grads, validate_weights  # noqa: E402
+from layers.scale_loss import check_penalty, scale_loss_and_grads, validate_weights  # noqa: E402
 
 
 def parse_param_str(param_str, layer_desc):
@@ -50,11 +51,13 @@ def parse_param_str(param_str, layer_desc):
     return value
 
 
-def loss_param_str(weights, name=None):
+def loss_param_str(weights, name=None, penalty="l2"):
     """The param_str a prototxt writer should put on a ScaleRefinementLoss layer."""
     d = {"weights": [float(w) for w in weights]}
     if name:
         d["name"] = str(name)
+    if penalty != "l2":
+        d["penalty"] = penalty
     return json.dumps(d)
 
 
@@ -83,10 +86,14 @@ class _ParamLayer(caffe.Layer):
 class ScaleRefinementLoss(_ParamLayer):
     """Eq. (5) over K scales with per-scale weights settable while training (`layer.weights`)."""
 
-    KEYS = ("name", "weights")
+    KEYS = ("name", "weights", "penalty")
 
     def setup(self, bottom, top):
         params = self._params()
+        try:
+            self.penalty = check_penalty(params.get("penalty", "l2"), where=self.desc)
+        except LayersError as exc:
+            raise LayerParamError(str(exc)) from None
         if len(bottom) < 2 or len(bottom) % 2:
             raise LayerParamError(
                 f"{self.desc}: needs 2K bottoms (K predictions coarse->fine, then K targets), "
@@ -125,7 +132,7 @@ class ScaleRefinementLoss(_ParamLayer):
         k = self.num_scales
         loss, self._grads = scale_loss_and_grads(
             [bottom[i].data for i in range(k)], [bottom[k + i].data for i in range(k)],
-            self._weights)
+            self._weights, penalty=self.penalty)
         top[0].data[...] = loss
 
     def backward(self, top, propagate_down, bottom):

@@ -7,11 +7,38 @@ weight groups change them during training), each scale normalised by its own C*H
 averaged over the N images of the batch. This equals a stock Caffe EuclideanLoss per scale
 (which computes 1/(2N) ||.||^2) with loss_weight w_k / (K c_k h_k w_k).
 
+Penalties beside the paper's L2 (an option of `mrfnet train --loss`, not the paper): the same
+per-scale normalisation with the squared error replaced by
+    "l1":          |d|                      (gradient sign(d))
+    "charbonnier": sqrt(d^2 + eps^2)        (gradient d / sqrt(d^2 + eps^2)), eps = 1e-3
+i.e. L = 1/K sum_k w_k/(c_k h_k w_k) (1/N) sum rho(pred_k - target_k). Both have a stock Caffe
+twin (prototxt_gen.nets: Eltwise difference, then AbsVal or Power layers, then Reduction).
+
 Kept free of Caffe so the numbers can be tested and reused without a net.
 """
 import numpy as np
 
 from layers.errors import LossWeightError
+
+PENALTIES = ("l2", "l1", "charbonnier")
+CHARBONNIER_EPS = 1e-3
+
+
+def check_penalty(penalty, where="scale refinement loss"):
+    """The penalty name, or LossWeightError naming the choices."""
+    if penalty not in PENALTIES:
+        raise LossWeightError(f"{where}: unknown penalty {penalty!r}; choose one of {list(PENALTIES)}")
+    return penalty
+
+
+def penalty_and_grad(d, penalty, eps=CHARBONNIER_EPS):
+    """(elementwise penalty rho(d), d rho / d d) of the difference d (float64 arrays)."""
+    if penalty == "l2":
+        return 0.5 * d * d, d
+    if penalty == "l1":
+        return np.abs(d), np.sign(d)
+    root = np.sqrt(d * d + eps * eps)
+    return root, d / root
 
 
 def validate_weights(weights, num_scales, where="scale refinement loss"):
@@ -68,26 +95,28 @@ def scale_factors(shapes, weights):
     return out
 
 
-def scale_loss(preds, targets, weights):
+def scale_loss(preds, targets, weights, penalty="l2"):
     """Loss value (float) of eq. (5) for lists of K predictions and K targets (coarse -> fine)."""
-    value, _ = scale_loss_and_grads(preds, targets, weights)
+    value, _ = scale_loss_and_grads(preds, targets, weights, penalty=penalty)
     return value
 
 
-def scale_loss_and_grads(preds, targets, weights, top_grad=1.0):
+def scale_loss_and_grads(preds, targets, weights, top_grad=1.0, penalty="l2"):
     """(loss, [dL/dpred_k]) with each gradient scaled by `top_grad` (Caffe's top diff).
 
     The gradient with respect to target_k is the negation of that of pred_k.
-    Computed in float64; callers cast to their blob dtype.
+    Computed in float64; callers cast to their blob dtype. penalty "l2" is eq. (5).
     """
     _check_pairs(preds, targets)
+    check_penalty(penalty)
     factors = scale_factors([np.shape(p) for p in preds], weights)
     loss = 0.0
     grads = []
     for f, p, t in zip(factors, preds, targets):
         d = np.asarray(p, dtype=np.float64) - np.asarray(t, dtype=np.float64)
-        loss += 0.5 * f * float(np.dot(d.ravel(), d.ravel()))
-        grads.append((top_grad * f) * d)
+        rho, drho = penalty_and_grad(d, penalty)
+        loss += f * float(rho.sum())
+        grads.append((top_grad * f) * drho)
     return loss, grads
 
 

@@ -7,6 +7,12 @@ The scale refinement loss, eq. (5), L = 1/(2K) sum_k w_k/(c_k h_k w_k) ||pred_k 
   - "python": one Python layer (layers.caffe_layers.ScaleRefinementLoss, referenced by name only)
     whose weights can be changed while training.
 Targets label_r{k} are the sharp image average-pooled to the path's scale inside the net.
+
+`penalty` "l1" or "charbonnier" (an option of `mrfnet train --loss`, not the paper; see
+layers.scale_loss) replaces the squared error: the Python layer gets it in its param_str, and the
+stock flavour becomes, per scale, Eltwise (pred - label) -> AbsVal (l1) or Power(2) then
+Power(0.5, shift eps^2) (charbonnier) -> Reduction SUM with coeff w_k/(K c_k h_k w_k N), which
+Caffe's CLI and multi-GPU training run like any stock layer.
 """
 import json
 import os
@@ -33,6 +39,8 @@ SOURCES = {
 }
 DATA_KINDS = ("lmdb", "hdf5", "input")
 LOSS_KINDS = ("stock", "python")
+PENALTIES = ("l2", "l1", "charbonnier")
+CHARBONNIER_EPS = 1e-3   # = layers.scale_loss.CHARBONNIER_EPS (checked by the tests)
 LOSS_MODULE, LOSS_LAYER = "layers.caffe_layers", "ScaleRefinementLoss"
 CHANNELS = 3
 
@@ -75,14 +83,18 @@ def deploy_net(variant=T.DEFAULT_VARIANT, paths=T.DEFAULT_PATHS, height=None, wi
 
 
 def train_net(variant=T.DEFAULT_VARIANT, paths=T.DEFAULT_PATHS, *, data="lmdb", loss="stock",
-              crop=DEFAULT_CROP, batch_size=None, source=None, weights=None, phase="train"):
-    """A training (phase "train") or validation (phase "test") net with the eq. (5) loss."""
+              crop=DEFAULT_CROP, batch_size=None, source=None, weights=None, phase="train",
+              penalty="l2"):
+    """A training (phase "train") or validation (phase "test") net with the eq. (5) loss
+    (penalty "l2"; "l1" / "charbonnier" replace the squared error, see the module's doc)."""
     T.check_variant(variant)
     T.check_paths(paths)
     if data not in DATA_KINDS:
         raise T.TopologyError(f"unknown data kind {data!r}: choose one of {', '.join(DATA_KINDS)}")
     if loss not in LOSS_KINDS:
         raise T.TopologyError(f"unknown loss kind {loss!r}: choose one of {', '.join(LOSS_KINDS)}")
+    if penalty not in PENALTIES:
+        raise T.TopologyError(f"unknown penalty {penalty!r}: choose one of {', '.join(PENALTIES)}")
     if phase not in ("train", "test"):
         raise T.TopologyError(f"phase must be 'train' or 'test', got {phase!r}")
     T.check_size(crop, crop, paths, what="crop size")
@@ -97,15 +109,34 @@ def train_net(variant=T.DEFAULT_VARIANT, paths=T.DEFAULT_PATHS, *, data="lmdb", 
     labels = {k: downsample(n, f"label_r{k}", n.label, 2 ** T.path_scale(k, paths))
               for k in range(1, paths + 1)}
     ks = range(1, paths + 1)
-    if loss == "stock":
+    if loss == "stock" and penalty == "l2":
         for k, lw in zip(ks, stock_loss_weights(paths, crop, w)):
             n[f"loss_r{k}"] = L.EuclideanLoss(preds[k], labels[k], loss_weight=lw)
+    elif loss == "stock":
+        # w_k/(K c h w) as for EuclideanLoss, and 1/N: Reduction does not average the batch
+        for k, lw in zip(ks, stock_loss_weights(paths, crop, w)):
+            _stock_penalty(n, k, preds[k], labels[k], penalty, lw / batch_size)
     else:
+        param = {"name": "loss", "weights": w}
+        if penalty != "l2":
+            param["penalty"] = penalty
         n.loss = L.Python(*[preds[k] for k in ks], *[labels[k] for k in ks], loss_weight=1.0,
                           python_param={"module": LOSS_MODULE, "layer": LOSS_LAYER,
-                                        "param_str": json.dumps({"name": "loss", "weights": w})})
+                                        "param_str": json.dumps(param)})
     return _named(n, f"{variant}_p{paths}_{phase}_{data}_{loss}",
                   rename={"data": "slice_pair"} if data == "lmdb" else None)
+
+
+def _stock_penalty(n, k, pred, label, penalty, coeff):
+    """loss_r{k} = coeff * sum rho(pred - label) from stock layers (module doc)."""
+    n[f"diff_r{k}"] = L.Eltwise(pred, label, operation=P.Eltwise.SUM, coeff=[1.0, -1.0])
+    if penalty == "l1":
+        n[f"rho_r{k}"] = L.AbsVal(n[f"diff_r{k}"])
+    else:
+        n[f"sq_r{k}"] = L.Power(n[f"diff_r{k}"], power=2.0)
+        n[f"rho_r{k}"] = L.Power(n[f"sq_r{k}"], power=0.5, shift=CHARBONNIER_EPS ** 2)
+    n[f"loss_r{k}"] = L.Reduction(n[f"rho_r{k}"], operation=P.Reduction.SUM, coeff=coeff,
+                                  loss_weight=1.0)
 
 
 def _data_layers(n, data, phase, crop, batch_size, source):

@@ -22,6 +22,10 @@ def add_arguments(p):
     p.add_argument("--exclude", default=None, metavar="LIST",
                    help="with --train-images: leave out the photos named in this list file "
                         "(one file name per line, e.g. models/mrfnet/heldout_aerial.txt)")
+    p.add_argument("--augment", choices=("dihedral",), default=None,
+                   help="with --train-images: also flip top-bottom and rotate by a multiple of "
+                        "90 degrees at random (the 8 symmetries of the square; the recipe's "
+                        "kernel set is closed under them); default: the left-right mirror only")
     p.add_argument("--weights", default=None, metavar="CAFFEMODEL",
                    help="start a new run from these weights (a .caffemodel of the same variant "
                         "and paths; iteration, lr and Adam state start afresh); to continue a "

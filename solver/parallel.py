@@ -333,6 +333,7 @@ def _worker(spec, reply):
             _, photos = load_photos(f["images"], exclude=f["exclude"], min_side=f["crop"],
                                     stream=quiet)
         fresh = FreshBlurBatches(photos, f["crop"], f["batch"], seed=f["seed"], start=f["start"],
+                                 augment=f.get("augment"),
                                  stream=spec["rank"])
     loss_top = spec["loss_top"]
     scale_blobs = spec["scale_blobs"]

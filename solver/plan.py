@@ -31,6 +31,15 @@ def add_common_arguments(p):
     p.add_argument("--base-lr", type=float, default=None, help=f"default {S.PAPER['base_lr']:g}")
     p.add_argument("--stepsize", type=int, default=None,
                    help="iterations between lr halvings (default 10 epochs)")
+    p.add_argument("--lr-policy", choices=S.LR_POLICIES, default=None,
+                   help="step: the paper's halving every --stepsize (default); poly: Caffe's "
+                        "linear decay from --base-lr to 0 at the last iteration (power 1)")
+    p.add_argument("--clip-gradients", type=float, default=None, metavar="NORM",
+                   help="Caffe's clip_gradients: scale the whole gradient down to this L2 norm "
+                        "when it is larger (default: no clipping, as the paper)")
+    p.add_argument("--loss", choices=("l2", "l1", "charbonnier"), default=None,
+                   help="per-scale penalty: l2 = the paper's eq. (5) (default); l1 or "
+                        "charbonnier (sqrt(d^2 + 1e-6)) with the same per-scale normalisation")
     p.add_argument("--snapshot-every", type=int, default=None,
                    help=f"iterations between snapshots (default {S.DEFAULT_SNAPSHOT_EPOCHS} epochs)")
     p.add_argument("--val-every", type=int, default=None,
@@ -63,9 +72,10 @@ def load_groups(spec, paths):
 
 def make_schedule(num_patches, *, total_batch=None, gpus=1, crop=None, epochs=None, iters=None,
                   dataset=None, base_lr=None, stepsize=None, snapshot_every=None, val_size=0,
-                  val_batch=None, val_every=None):
+                  val_batch=None, val_every=None, lr_policy=None):
     """paper_schedule(...) for the options of a run (None = the paper's value)."""
     return S.paper_schedule(num_patches, dataset=dataset or "gopro", epochs=epochs,
                             total_batch=total_batch, gpus=gpus, crop=crop, val_size=val_size,
                             val_batch=val_batch, base_lr=base_lr, iters=iters, stepsize=stepsize,
-                            snapshot_every=snapshot_every, val_every=val_every)
+                            snapshot_every=snapshot_every, val_every=val_every,
+                            lr_policy=lr_policy or "step")

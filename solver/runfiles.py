@@ -75,11 +75,11 @@ def write_text(path, text):
 
 
 def write_train_net(path, variant, paths, db, run_dir, crop, batch, loss, weights=None,
-                    header=()):
+                    header=(), penalty="l2"):
     """The run's train net; db None = Input blobs "data" and "label" fed by the trainer."""
     kind, source = data_source(db, run_dir, "train") if db else ("input", None)
     net = nets.train_net(variant, paths, data=kind, loss=loss, crop=crop, batch_size=batch,
-                         source=source, weights=weights, phase="train")
+                         source=source, weights=weights, phase="train", penalty=penalty)
     return write_text(path, nets.to_text(net, header=header))
 
 

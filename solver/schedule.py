@@ -79,23 +79,36 @@ def epochs_for(dataset):
     return PAPER["epochs"][key]
 
 
-def lr_at(iteration, base_lr, gamma, stepsize):
-    """The learning rate Caffe's "step" policy uses for the update at `iteration` (0-based,
-    the solver's iter before the step): base_lr * gamma ^ floor(iteration / stepsize)."""
+LR_POLICIES = ("step", "poly")
+
+
+def lr_at(iteration, base_lr, gamma, stepsize, policy="step", max_iter=None, power=1.0):
+    """The learning rate Caffe uses for the update at `iteration` (0-based, the solver's iter
+    before the step): "step" base_lr * gamma ^ floor(iteration / stepsize) (the paper's), "poly"
+    base_lr * (1 - iteration / max_iter) ^ power (decays to 0 at max_iter; Caffe's formula)."""
+    if policy == "poly":
+        return base_lr * (1.0 - float(iteration) / float(max_iter)) ** float(power)
     return base_lr * gamma ** (int(iteration) // int(stepsize))
 
 
 def paper_schedule(num_patches, dataset="gopro", epochs=None, total_batch=None, gpus=1,
                    crop=None, val_size=0, val_batch=None, base_lr=None, step_epochs=None,
                    test_epochs=DEFAULT_TEST_EPOCHS, snapshot_epochs=DEFAULT_SNAPSHOT_EPOCHS,
-                   iters=None, stepsize=None, snapshot_every=None, val_every=None):
+                   iters=None, stepsize=None, snapshot_every=None, val_every=None,
+                   lr_policy="step", power=1.0):
     """The solver numbers for a run, as a dict with an "explanation" list of lines.
 
     num_patches: entries in the training database (one crop each); dataset picks the paper's
     epochs unless `epochs` is given; total_batch defaults to the paper's 16 and is split over
     `gpus`; val_size/val_batch give test_iter (0 = no validation net). iters, stepsize,
-    snapshot_every and val_every (iterations) override the epoch-derived values.
+    snapshot_every and val_every (iterations) override the epoch-derived values. lr_policy
+    "poly" (not the paper's: linear decay to 0 at max_iter with power 1) replaces the step decay.
     """
+    if lr_policy not in LR_POLICIES:
+        raise ScheduleError(f"unknown lr policy {lr_policy!r}: choose one of {list(LR_POLICIES)}")
+    power = float(power)
+    if not (power > 0 and math.isfinite(power)):
+        raise ScheduleError(f"poly power must be a positive finite number, got {power!r}")
     if iters is not None and epochs is not None:
         raise ScheduleError("give iterations or epochs, not both")
     for name, value in (("iterations", iters), ("stepsize", stepsize),
@@ -129,8 +142,13 @@ def paper_schedule(num_patches, dataset="gopro", epochs=None, total_batch=None, 
         step_text = f"{step_epochs} epochs = {stepsize} iterations"
     else:
         step_text = f"{stepsize} iterations (given)"
-    lines.append(f"lr: base_lr {base_lr:g}, lr_policy step, gamma {PAPER['gamma']}, stepsize "
-                 f"{step_text}; {(max_iter - 1) // stepsize} halvings within max_iter")
+    if lr_policy == "poly":
+        lines.append(f"lr: base_lr {base_lr:g}, lr_policy poly, power {power:g}: "
+                     f"base_lr * (1 - iter/{max_iter})^{power:g}, 0 at max_iter (not the paper's "
+                     f"step decay)")
+    else:
+        lines.append(f"lr: base_lr {base_lr:g}, lr_policy step, gamma {PAPER['gamma']}, stepsize "
+                     f"{step_text}; {(max_iter - 1) // stepsize} halvings within max_iter")
     if snapshot_every is None:
         snapshot = min(max_iter, _positive_int(snapshot_epochs, "snapshot epochs") * ipe)
         lines.append(f"snapshot: every {snapshot} iterations ({snapshot_epochs} epochs, capped "
@@ -158,7 +176,7 @@ def paper_schedule(num_patches, dataset="gopro", epochs=None, total_batch=None, 
     return {
         "type": PAPER["type"], "momentum": PAPER["beta1"], "momentum2": PAPER["beta2"],
         "delta": PAPER["delta"], "weight_decay": PAPER["weight_decay"],
-        "base_lr": base_lr, "lr_policy": PAPER["lr_policy"], "gamma": PAPER["gamma"],
+        "base_lr": base_lr, "lr_policy": lr_policy, "power": power, "gamma": PAPER["gamma"],
         "stepsize": stepsize, "max_iter": max_iter, "snapshot": snapshot,
         "test_iter": test_iter, "test_interval": test_interval, "val_batch": val_batch,
         "epochs": epochs, "iterations_per_epoch": ipe, "num_patches": num_patches,

@@ -5,6 +5,7 @@ need fields the single-run template has no reason to know (multistep lr for late
 per-stage max_iter, a test net per run dir). Plain text: no Caffe import needed to write it;
 tests parse it back with caffe_pb2 to prove Caffe reads it as meant.
 """
+import math
 import os
 
 from solver.errors import RunConfigError
@@ -12,7 +13,7 @@ from solver.errors import RunConfigError
 # Field order of the rendered file (SolverParameter names).
 _ORDER = ("train_net", "test_net", "test_iter", "test_interval", "test_initialization", "type",
           "base_lr", "momentum", "momentum2", "delta", "weight_decay", "lr_policy", "gamma",
-          "stepsize", "stepvalue", "max_iter", "display", "average_loss", "snapshot",
+          "power", "stepsize", "stepvalue", "max_iter", "clip_gradients", "display", "average_loss", "snapshot",
           "snapshot_prefix", "snapshot_after_train", "solver_mode", "random_seed")
 _STRINGS = {"train_net", "test_net", "type", "lr_policy", "snapshot_prefix"}
 _ENUMS = {"solver_mode"}
@@ -20,12 +21,14 @@ _ENUMS = {"solver_mode"}
 
 def solver_params(schedule, net, snapshot_prefix, test_net=None, solver_mode="CPU",
                   random_seed=None, display=None, max_iter=None, base_lr=None,
-                  stepvalues=None, snapshot=None):
+                  stepvalues=None, snapshot=None, clip_gradients=None):
     """SolverParameter fields (dict) for `schedule`, with per-run overrides.
 
     stepvalues: a list switches the policy to "multistep" (used by later `caffe train` stages
     so that their lr continues the single-run "step" curve although their iteration restarts at 0).
     snapshot: 0 disables Caffe's own periodic snapshots (the pycaffe trainer takes its own).
+    clip_gradients: Caffe's L2-norm cap on the whole gradient (None: no clipping, the paper's).
+    A schedule with lr_policy "poly" writes power and max_iter and no stepsize.
     """
     if solver_mode not in ("CPU", "GPU"):
         raise RunConfigError(f"solver_mode must be CPU or GPU, got {solver_mode!r}")
@@ -49,7 +52,10 @@ def solver_params(schedule, net, snapshot_prefix, test_net=None, solver_mode="CP
         "snapshot_after_train": True,
         "solver_mode": solver_mode,
     }
-    if stepvalues is None:
+    if stepvalues is None and schedule.get("lr_policy") == "poly":
+        p["lr_policy"] = "poly"
+        p["power"] = schedule["power"]
+    elif stepvalues is None:
         p["lr_policy"] = schedule["lr_policy"]
         p["stepsize"] = schedule["stepsize"]
     else:
@@ -62,6 +68,10 @@ def solver_params(schedule, net, snapshot_prefix, test_net=None, solver_mode="CP
         p["test_initialization"] = False
     if random_seed is not None:
         p["random_seed"] = int(random_seed)
+    if clip_gradients is not None:
+        if not (float(clip_gradients) > 0 and math.isfinite(float(clip_gradients))):
+            raise RunConfigError(f"clip_gradients must be a positive number, got {clip_gradients!r}")
+        p["clip_gradients"] = float(clip_gradients)
     return p
 
 
