@@ -3,8 +3,10 @@
   python -m evaluation.model_report --weights models/mrfnet/mrfnet.caffemodel \
       --aerial ../shared/data/aerial_train/images --gopro ../shared/data/gopro_mini --out results/model_report
 
-1. held-out aerial tiles (the names in models/mrfnet/heldout_aerial.txt, never trained on),
-   blurred once with the authors' recipe (`mrfnet pairs`, seed 0): per class and mean;
+1. the test aerial tiles (models/mrfnet/test_aerial.txt: held out from training and never used
+   for a choice; the validation tiles of val_aerial.txt are not among them), blurred once with
+   the authors' recipe (`mrfnet pairs`, seed 0): per class, per motion length, the worst tiles,
+   and a picture of the worst one (OUT/worst_tile.png: blurred | deblurred | sharp);
 2. the bundled held-out photos, blurred as `mrfnet demo` blurs them (seed 0);
 3. GOPRO_Large test pairs (real camera blur), whole frames.
 PSNR on uint8 RGB, MATLAB-style 3-D SSIM (layers.metrics), blurred input vs deblurred, pycaffe.
@@ -17,7 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-HELDOUT_LIST = Path(__file__).resolve().parent.parent / "models" / "mrfnet" / "heldout_aerial.txt"
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "mrfnet"
+HELDOUT_LIST = MODEL_DIR / "heldout_aerial.txt"    # never trained on: validation + test tiles
+VAL_LIST = MODEL_DIR / "val_aerial.txt"            # every choice (snapshots, lr, recipe)
+TEST_LIST = MODEL_DIR / "test_aerial.txt"          # reported only
+WORST_SHOWN = 5
 
 
 def _table(groups, title):
@@ -42,7 +48,33 @@ def _row(label, rows):
             f"{sb:.4f} | {s:.4f} |")
 
 
-def report(weights, deploy, out, aerial=None, gopro=None, heldout_list=HELDOUT_LIST, seed=0,
+def _worst(rows, pairs_dir, deblurred_dir, out):
+    """Lines naming the WORST_SHOWN tiles that gained least, and the picture of the worst."""
+    from data_prep.imageio import read_image, write_image
+    from inference.compose import side_by_side
+    rows = sorted(rows, key=lambda r: r.psnr - r.psnr_blur)[:WORST_SHOWN]
+    lines = [f"**The {len(rows)} test tiles that gained least**", ""]
+    lines += [f"- {r.name}: {r.psnr_blur:.2f} -> {r.psnr:.2f} dB ({r.psnr - r.psnr_blur:+.2f}), "
+              f"SSIM {r.ssim_blur:.4f} -> {r.ssim:.4f}" for r in rows]
+    stem = rows[0].name.rsplit(".", 1)[0]
+    panels = [read_image(Path(pairs_dir) / "blur" / f"{stem}.png"),
+              read_image(Path(deblurred_dir) / f"{stem}.png"),
+              read_image(Path(pairs_dir) / "sharp" / f"{stem}.png")]
+    write_image(Path(out) / "worst_tile.png", side_by_side(panels))
+    lines += ["", f"`worst_tile.png`: {rows[0].name}, blurred | deblurred | sharp"]
+    return "\n".join(lines) + "\n"
+
+
+def _by_motion(rows, pairs_dir):
+    """{"motion N px": rows} from the pairs' params.json (the recipe's motion length)."""
+    params = json.loads((Path(pairs_dir) / "params.json").read_text())["pairs"]
+    groups = {}
+    for r in sorted(rows, key=lambda r: params[r.name]["motion_len"]):
+        groups.setdefault(f"motion {params[r.name]['motion_len']} px", []).append(r)
+    return groups
+
+
+def report(weights, deploy, out, aerial=None, gopro=None, aerial_list=TEST_LIST, seed=0,
            backend="caffe"):
     from data_prep import holdout, sources
     from data_prep.pairs import render_pairs
@@ -55,15 +87,19 @@ def report(weights, deploy, out, aerial=None, gopro=None, heldout_list=HELDOUT_L
     sections, rows_json = [], {}
     if aerial:
         items = holdout.select(sources.sharp_folder(aerial),
-                               holdout.read_list(heldout_list, "--heldout-list"), keep=True,
-                               option="--heldout-list")
+                               holdout.read_list(aerial_list, "--aerial-list"), keep=True,
+                               option="--aerial-list")
         pairs = render_pairs(items, out / "pairs_aerial", seed)
-        rows = evaluate(pairs, net)
+        rows = evaluate(pairs, net, save_dir=out / "deblurred")
         by_class = {}
         for r in rows:
             by_class.setdefault(holdout.class_of(r.name).replace("rsscn7_", ""), []).append(r)
-        sections.append(_table(by_class, f"Held-out aerial tiles ({len(rows)}, never trained on), "
-                                         f"authors' recipe at 256x256, seed {seed}"))
+        which = f"{Path(aerial_list).name}: {len(rows)} tiles, never trained on"
+        sections.append(_table(by_class, f"Aerial tiles ({which}), authors' recipe at 256x256, "
+                                         f"seed {seed}, by class"))
+        sections.append(_table(_by_motion(rows, out / "pairs_aerial"),
+                               "The same tiles by motion blur length"))
+        sections.append(_worst(rows, out / "pairs_aerial", out / "deblurred" / net.name, out))
         rows_json["aerial"] = [r.as_dict() for r in rows]
     pairs = render_pairs(sources.bundled_items("heldout"), out / "pairs_bundled", seed)
     rows = evaluate(pairs, net)
@@ -89,14 +125,16 @@ def main(argv=None):
     p.add_argument("--weights", help="caffemodel (default: the variant's shipped one)")
     p.add_argument("--deploy", help="deploy prototxt (default: the variant's)")
     p.add_argument("--aerial", help="folder holding the aerial tiles of the held-out list")
-    p.add_argument("--heldout-list", default=str(HELDOUT_LIST))
+    p.add_argument("--aerial-list", "--heldout-list", dest="aerial_list", default=str(TEST_LIST),
+                   help="the aerial tiles to report (default the test tiles, "
+                        "models/mrfnet/test_aerial.txt; --heldout-list is the old name)")
     p.add_argument("--gopro", help="GOPRO_Large-style root with a test/ split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     try:
         deploy, weights = resolve_model(args.variant, args.deploy, args.weights)
-        text, _ = report(weights, deploy, args.out, args.aerial, args.gopro, args.heldout_list,
+        text, _ = report(weights, deploy, args.out, args.aerial, args.gopro, args.aerial_list,
                          args.seed)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,8 +13,16 @@ iterations (the work done, which does not change when a session switches to `--w
 twice, as a power law (near straight: the optimistic reading) and as a logarithm (learning
 that slows down: the pessimistic one), and draws both on to HOURS at the last session's
 seconds per iteration.
+
+`--history FILE` (models/mrfnet/curve.json for the shipped model) keeps the curve across
+machines: run directories do not outlive a session's machine, so the validation points of the
+runs behind a shipped model are saved there (`--save-history`), and the run directories given
+continue its hours and iterations. Its "test" points (`--add-test HOURS GAIN LABEL`: the mean gain
+on the test tiles, from `evaluation.model_report`, reported only) are drawn apart from the
+validation points, which are what every choice was made on.
 """
 import argparse
+import json
 import math
 import os
 import sys
@@ -58,14 +66,17 @@ def run_points(log_path, wall0=0.0, cpu0=0.0, input_psnr=None):
     return points, (wall_done + last_wall, cpu_done + last_cpu), base
 
 
-def chain_points(run_dirs):
+def chain_points(run_dirs, start=None):
     """The points of runs chained one after another (each starting from the previous one's
     weights), with hours accumulated over the chain and `step`, the iterations over the chain
-    (each run's iterations count on from the previous run's last validated one)."""
+    (each run's iterations count on from the previous run's last validated one). `start`
+    (a point of an earlier part of the chain, e.g. the history's last) sets where they begin."""
     out, wall, cpu, base, steps = [], 0.0, 0.0, None, 0
+    if start:
+        wall, cpu, steps = start["wall_h"] * 3600, start["cpu_h"] * 3600, start["step"]
     for d in run_dirs:
         pts, (w, c), base = run_points(os.path.join(d, "train_log.jsonl"), wall, cpu, base)
-        if out and pts and pts[0]["iteration"] == 0:
+        if (out or start) and pts and pts[0]["iteration"] == 0:
             pts = pts[1:]               # iteration 0 of a --weights run = the previous run's end
         out += [dict(p, run=os.path.basename(os.path.normpath(d)), step=steps + p["iteration"])
                 for p in pts]
@@ -105,12 +116,49 @@ def extrapolate(points, hours, from_fraction=0.125):
             "at": {name: f(end) for name, f in fits.items()}, "hours": max(hours, last["wall_h"])}
 
 
-def plot(points, png, title="held-out PSNR gain against training time", fit=None, target=None):
+def load_history(path):
+    """{"runs": [{"run", "val_set", "points": [...]}], "test": [...]} of a history file; an
+    empty history when the file does not exist yet."""
+    if not path or not os.path.exists(path):
+        return {"runs": [], "test": []}
+    with open(path) as f:
+        doc = json.load(f)
+    return {"runs": doc.get("runs", []), "test": doc.get("test", []), "note": doc.get("note")}
+
+
+def save_history(path, history, points, val_set):
+    """Add the runs of `points` (chain_points output) to the history, replacing runs of the
+    same name, and write it atomically."""
+    runs = [r for r in history["runs"] if r["run"] not in {p["run"] for p in points}]
+    for name in dict.fromkeys(p["run"] for p in points):
+        runs.append({"run": name, "val_set": val_set,
+                     "points": [{k: v for k, v in p.items() if k != "run"}
+                                for p in points if p["run"] == name]})
+    doc = dict(history, runs=runs)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def history_points(history):
+    return [dict(p, run=r["run"]) for r in history["runs"] for p in r["points"]]
+
+
+def plot(points, png, title="held-out PSNR gain against training time", fit=None, target=None,
+         tests=()):
     from solver.plot import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([p["wall_h"] for p in points], [p["gain_db"] for p in points], "o-", ms=3,
-            color="tab:blue", label="PSNR gain over the blurred input (dB)")
+            color="tab:blue", label="validation tiles: PSNR gain over the blurred input (dB)")
+    if tests:
+        ax.plot([t["wall_h"] for t in tests], [t["gain_db"] for t in tests], "s", ms=6,
+                color="tab:orange", label="test tiles (reported only, never chosen on)")
+        for t in tests:
+            ax.annotate(t["label"], (t["wall_h"], t["gain_db"]), textcoords="offset points",
+                        xytext=(4, -12), fontsize=7, color="tab:orange")
     styles = {"power": ("tab:green", "power law in iterations"),
               "log": ("tab:red", "logarithm of iterations")}
     for name, curve in (fit or {}).get("curves", {}).items():
@@ -130,19 +178,46 @@ def plot(points, png, title="held-out PSNR gain against training time", fit=None
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m solver.learning_curve", description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", help="run directories, in the order they were chained")
+    p.add_argument("runs", nargs="*", help="run directories, in the order they were chained")
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--title", default="held-out PSNR gain against training time")
     p.add_argument("--extrapolate", type=float, metavar="HOURS",
                    help="fit the gain against iterations and draw it on to HOURS of wall time "
                         "at the last session's speed")
     p.add_argument("--target", type=float, metavar="DB", help="draw the target gain as a line")
+    p.add_argument("--history", metavar="JSON",
+                   help="earlier points of the chain (e.g. models/mrfnet/curve.json); the runs "
+                        "given continue it")
+    p.add_argument("--save-history", action="store_true",
+                   help="write the runs' validation points into --history")
+    p.add_argument("--val-set", default="",
+                   help="with --save-history: the validation set the runs used (recorded)")
+    p.add_argument("--add-test", nargs=3, action="append", default=[],
+                   metavar=("HOURS", "GAIN", "LABEL"),
+                   help="with --history: record a test-tile gain (dB) of the model at HOURS")
     args = p.parse_args(argv)
+    if (args.save_history or args.add_test) and not args.history:
+        print("error: --save-history and --add-test need --history FILE", file=sys.stderr)
+        return 2
     missing = [d for d in args.runs if not os.path.isfile(os.path.join(d, "train_log.jsonl"))]
     if missing:
         print(f"error: no train_log.jsonl in {', '.join(missing)}", file=sys.stderr)
         return 2
-    points, wall_h, cpu_h = chain_points(args.runs)
+    history = load_history(args.history)
+    earlier = history_points(history)
+    new, wall_h, cpu_h = chain_points(args.runs, earlier[-1] if earlier else None)
+    for hours, gain, label in args.add_test:
+        try:
+            history["test"].append({"wall_h": float(hours), "gain_db": float(gain), "label": label})
+        except ValueError:
+            print(f"error: --add-test {hours} {gain} {label}: HOURS and GAIN are numbers",
+                  file=sys.stderr)
+            return 2
+    if args.save_history or args.add_test:
+        save_history(args.history, history, new, args.val_set)
+    points = earlier + new
+    if not args.runs and earlier:
+        wall_h, cpu_h = earlier[-1]["wall_h"], earlier[-1]["cpu_h"]
     if not points:
         print("error: the runs have no validation records (train with --val)", file=sys.stderr)
         return 2
@@ -153,7 +228,7 @@ def main(argv=None):
         except ValueError as e:
             print(f"error: --extrapolate: {e}", file=sys.stderr)
             return 2
-    plot(points, args.out, args.title, fit, args.target)
+    plot(points, args.out, args.title, fit, args.target, history["test"])
     last = points[-1]
     print(f"{args.out}: {len(points)} points; last {last['gain_db']:+.2f} dB at "
           f"{last['wall_h']:.2f} h wall, iteration {last['step']} of the chain; total "

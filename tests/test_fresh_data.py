@@ -208,6 +208,41 @@ def test_learning_curve_adds_up_sessions_and_chained_runs(tmp_path):
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "d.png")]) == 2
 
 
+def test_learning_curve_history_is_continued_by_new_runs_and_keeps_test_points(tmp_path):
+    """Runs saved into a history file continue its hours and iterations; a later call with
+    the history alone draws the same points; test points are kept apart."""
+    import json
+    from solver.learning_curve import main
+    from solver.runlog import RunLog
+
+    hist = tmp_path / "curve.json"
+    hist.write_text(json.dumps({"runs": [{"run": "old", "val_set": "v", "points": [
+        {"iteration": 0, "step": 0, "wall_h": 0.0, "cpu_h": 0.0, "psnr": 20.0, "gain_db": 0.0},
+        {"iteration": 100, "step": 100, "wall_h": 1.0, "cpu_h": 2.0, "psnr": 21.0, "gain_db": 1.0}]}]}))
+    (tmp_path / "new").mkdir()
+    log = RunLog(tmp_path / "new" / "train_log.jsonl")
+    log.write("val", iteration=0, psnr=21.0, ssim=0.5, input_psnr=20.0)
+    for it in range(1, 11):
+        log.write("train", iteration=it, loss=1.0, elapsed=36.0 * it, cpu=36.0 * it)
+    log.write("val", iteration=10, psnr=21.5, ssim=0.6)
+    log.close()
+    png = tmp_path / "c.png"
+    assert main([str(tmp_path / "new"), "--out", str(png), "--history", str(hist),
+                 "--save-history", "--val-set", "v2", "--add-test", "1.1", "1.4", "model B"]) == 0
+    doc = json.loads(hist.read_text())
+    assert [r["run"] for r in doc["runs"]] == ["old", "new"] and doc["runs"][1]["val_set"] == "v2"
+    p = doc["runs"][1]["points"]
+    assert len(p) == 1 and p[0]["step"] == 110 and abs(p[0]["wall_h"] - 1.1) < 1e-9
+    assert abs(p[0]["gain_db"] - 1.5) < 1e-9 and abs(p[0]["cpu_h"] - 2.1) < 1e-9
+    assert doc["test"] == [{"wall_h": 1.1, "gain_db": 1.4, "label": "model B"}]
+    # saving the same run again replaces it instead of adding a copy
+    assert main([str(tmp_path / "new"), "--out", str(png), "--history", str(hist),
+                 "--save-history"]) == 0
+    assert len(json.loads(hist.read_text())["runs"]) == 2
+    assert main(["--out", str(png), "--history", str(hist)]) == 0 and png.stat().st_size > 1000
+    assert main(["--out", str(png), "--add-test", "1", "2", "x"]) == 2
+
+
 def test_learning_curve_extrapolates_over_iterations_at_the_last_sessions_speed(tmp_path):
     """A gain growing linearly with iterations is a power law with exponent 1: projected on at
     the last session's seconds per iteration (2 s here, after a first session at 1 s)."""

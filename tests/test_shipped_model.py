@@ -27,13 +27,18 @@ def shipped():
     return load(str(deploy), str(weights), "caffe")
 
 
-def test_shipped_model_deblurs_heldout_aerial_tiles(shipped, aerial_images, tmp_path):
-    names = holdout.read_list(holdout_list())
-    per_class = {}
-    for n in names:
-        per_class.setdefault(holdout.class_of(n), []).append(n)
-    chosen = [n for c in sorted(per_class) for n in per_class[c][::3]]     # 6 per class
-    items = holdout.select(sources.sharp_folder(aerial_images), chosen, keep=True, option="test")
+def test_the_test_tiles_are_the_heldout_tiles_minus_the_validation_tiles():
+    from evaluation.model_report import HELDOUT_LIST, TEST_LIST, VAL_LIST
+    heldout, val, test = (holdout.read_list(p) for p in (HELDOUT_LIST, VAL_LIST, TEST_LIST))
+    assert set(val) <= set(heldout) and not set(val) & set(test)
+    assert sorted(test) == sorted(set(heldout) - set(val)) and len(test) == len(set(test)) == 112
+
+
+def test_shipped_model_deblurs_the_test_aerial_tiles(shipped, aerial_images, tmp_path):
+    """Every test tile (never trained on, never used for a choice), with kernels of its own."""
+    from evaluation.model_report import TEST_LIST
+    items = holdout.select(sources.sharp_folder(aerial_images), holdout.read_list(TEST_LIST),
+                           keep=True, option="test")
     rows = evaluate(render_pairs(items, tmp_path / "aerial", seed=2024), shipped)
     s = summarize(rows)
     assert s["psnr"] - s["psnr_blur"] >= AERIAL_MIN_GAIN_DB, s
@@ -47,11 +52,6 @@ def test_shipped_model_deblurs_the_bundled_heldout_photos(shipped, tmp_path):
     s = summarize(evaluate(items, shipped))
     assert s["psnr"] - s["psnr_blur"] >= BUNDLED_MIN_GAIN_DB, s
     assert s["ssim"] > s["ssim_blur"], s
-
-
-def holdout_list():
-    from evaluation.model_report import HELDOUT_LIST
-    return HELDOUT_LIST
 
 
 def test_deblur_command_uses_the_shipped_model_by_default(tmp_path, venv_bin):
