@@ -8,6 +8,7 @@ OUT/params.json lists every photo's kernel parameters.
 Examples:
   mrfnet pairs --images aerial/images --only models/mrfnet/heldout_aerial.txt --out data/heldout_aerial
   mrfnet pairs --bundled heldout --out data/heldout_bundled
+  mrfnet pairs --images aerial/images --only models/mrfnet/val_aerial.txt --draws 3 --out data/val42
 """
 import argparse
 import json
@@ -23,24 +24,31 @@ from .recipe import Recipe, render, sample_streams
 SPLIT_ID = 1   # the "test" split's id in data_prep (render.RenderJob.split_id)
 
 
-def render_pairs(items, folder, seed, split_id=SPLIT_ID, size=256):
+def render_pairs(items, folder, seed, split_id=SPLIT_ID, size=256, draws=1):
     """Blurred/sharp PNG pairs of `items` (data_prep Items of kind "bundled" or "sharp") under
     folder/{blur,sharp}/<stem>.png, kernel parameters in folder/params.json. Returns the pairs as
-    Items (kind "pair"). Nothing is left behind when a photo cannot be read."""
+    Items (kind "pair"). Nothing is left behind when a photo cannot be read.
+
+    draws > 1 blurs every photo that many times, with the kernels of seeds seed, seed+1, ...
+    (each draw exactly the pair `--seed` of that value gives), as <stem>_s<seed>.png: more pairs
+    from few photos, for a validation set whose mean moves less with the kernel draw."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     out, params, recipe = [], {}, Recipe(size=size)
     try:
-        for i, it in enumerate(items):
-            photo = bundled.load(it.sharp) if it.kind == "bundled" else read_image_with_notes(it.sharp)[0]
-            blurred, sharp, p = render(photo, recipe, sample_streams(seed, i, 0, split_id))
-            stem = Path(it.name).name.rsplit(".", 1)[0]
-            write_image(tmp / "blur" / f"{stem}.png", blurred)
-            write_image(tmp / "sharp" / f"{stem}.png", sharp)
-            params[f"{stem}.png"] = {"source": it.name, **p}
-            out.append(stem)
-        (tmp / "params.json").write_text(json.dumps({"seed": seed, "split_id": split_id,
+        for d in range(draws):
+            for i, it in enumerate(items):
+                photo = (bundled.load(it.sharp) if it.kind == "bundled"
+                         else read_image_with_notes(it.sharp)[0])
+                blurred, sharp, p = render(photo, recipe, sample_streams(seed + d, i, 0, split_id))
+                stem = Path(it.name).name.rsplit(".", 1)[0] + (f"_s{seed + d}" if draws > 1 else "")
+                write_image(tmp / "blur" / f"{stem}.png", blurred)
+                write_image(tmp / "sharp" / f"{stem}.png", sharp)
+                params[f"{stem}.png"] = {"source": it.name, **p}
+                out.append(stem)
+        (tmp / "params.json").write_text(json.dumps({"seed": seed, "draws": draws,
+                                                     "split_id": split_id,
                                                      "size": size, "pairs": params},
                                                     indent=1, sort_keys=True) + "\n")
     except BaseException:
@@ -64,6 +72,9 @@ def add_arguments(p):
     p.add_argument("--exclude", metavar="LIST", help="leave out the photos named in this list file")
     p.add_argument("--out", required=True, help="folder to write (blur/, sharp/, params.json)")
     p.add_argument("--seed", type=int, default=0, help="seed of the kernel draws (default 0)")
+    p.add_argument("--draws", type=int, default=1,
+                   help="blur every photo this many times (seeds --seed, --seed+1, ...), named "
+                        "<stem>_s<seed>.png (default 1: <stem>.png)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 
@@ -72,9 +83,11 @@ def run(args):
         items = (sources.sharp_folder(args.images) if args.images
                  else sources.bundled_items(args.bundled))
         items = holdout.filter_items(items, only=args.only, exclude=args.exclude)
+        if args.draws < 1:
+            raise DataPrepError(f"--draws {args.draws}: give 1 or more")
         if Path(args.out).exists() and not args.force:
             raise DataPrepError(f"--out {args.out} exists; use --force to replace it")
-        pairs = render_pairs(items, args.out, args.seed)
+        pairs = render_pairs(items, args.out, args.seed, draws=args.draws)
     except DataPrepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

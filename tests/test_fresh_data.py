@@ -135,6 +135,28 @@ def test_pairs_command_renders_the_recipe_and_refuses_to_overwrite(photos, tmp_p
     assert r.returncode == 2 and "nope.txt" in r.stderr and not (tmp_path / "x").exists()
 
 
+def test_pairs_draws_blur_each_photo_once_per_seed_as_the_single_seed_command_does(photos, tmp_path):
+    lst = tmp_path / "only.txt"
+    lst.write_text("cls0_coffee.png\ncls1_camera.png\n")
+    many = tmp_path / "many"
+    r = mrfnet("pairs", "--images", str(photos), "--only", str(lst), "--out", str(many),
+               "--seed", "4", "--draws", "2")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(many / "blur")) == ["cls0_coffee_s4.png", "cls0_coffee_s5.png",
+                                                 "cls1_camera_s4.png", "cls1_camera_s5.png"]
+    for seed in (4, 5):
+        one = tmp_path / f"one{seed}"
+        assert mrfnet("pairs", "--images", str(photos), "--only", str(lst), "--out", str(one),
+                      "--seed", str(seed)).returncode == 0
+        for stem in ("cls0_coffee", "cls1_camera"):
+            np.testing.assert_array_equal(read_image(many / "blur" / f"{stem}_s{seed}.png"),
+                                          read_image(one / "blur" / f"{stem}.png"))
+    assert not np.array_equal(read_image(many / "blur" / "cls0_coffee_s4.png"),
+                              read_image(many / "blur" / "cls0_coffee_s5.png"))
+    r = mrfnet("pairs", "--images", str(photos), "--out", str(tmp_path / "z"), "--draws", "0")
+    assert r.returncode == 2 and "--draws" in r.stderr
+
+
 def test_train_on_fresh_blur_then_start_a_new_run_from_its_weights(photos, tmp_path):
     from data_prep.pairs import render_pairs
     from solver.runlog import read_log
