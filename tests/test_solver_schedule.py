@@ -136,3 +136,29 @@ def test_caffe_stages_rejects_uneven_gpu_split(tiny_dbs, tmp_path):
                 "--crop", "32", "--batch", "16", "--gpus", "0,1,2", "--dry-run")
     assert r.returncode == 2
     assert "error:" in r.stderr and "3 GPUs" in r.stderr
+
+
+def test_caffe_stages_run_the_levers_with_stock_layers_in_caffe_train(tiny_dbs, tmp_path):
+    """--loss charbonnier, --lr-policy poly and --clip-gradients reach `caffe train` itself: the
+    stage's net has no Python loss layer, and Caffe's log shows the poly lr and the clipping."""
+    train, _ = tiny_dbs
+    out = tmp_path / "run"
+    groups = tmp_path / "equal.json"
+    groups.write_text('[{"start_fraction": 0.0, "weights": [1, 1]}]')
+    r = run_cli("caffe-stages", "--paths", "2", "--train-db", train, "--out", str(out),
+                "--crop", "32", "--batch", "2", "--iters", "4", "--base-lr", "0.001",
+                "--loss", "charbonnier", "--lr-policy", "poly", "--clip-gradients", "1e-9",
+                "--loss-groups", str(groups), "--display", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    sp = parse_solver(out / "stage1_solver.prototxt")
+    assert (sp.lr_policy, sp.power, sp.max_iter) == ("poly", 1.0, 4)
+    assert sp.clip_gradients == pytest.approx(1e-9)     # a float field
+    net = (out / "stage1_train.prototxt").read_text()
+    assert 'type: "Reduction"' in net and "Python" not in net and "EuclideanLoss" not in net
+    log = (out / "stage1.log").read_text()
+    assert "Gradient clipping: scaling down gradients" in log
+    assert "Iteration 2, lr = 0.0005" in log, log[-3000:]
+    assert (out / "snapshots" / "stage1_iter_4.caffemodel").exists()
+    r = run_cli("caffe-stages", "--paths", "2", "--train-db", train, "--out", str(tmp_path / "x"),
+                "--crop", "32", "--batch", "2", "--iters", "8", "--lr-policy", "poly", "--dry-run")
+    assert r.returncode == 2 and "one group" in r.stderr
