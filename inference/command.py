@@ -1,10 +1,13 @@
-"""`mrfnet deblur INPUTS... --out DIR`: deblur images with a trained deploy net.
+"""`mrfnet deblur INPUTS... --out DIR`: deblur images and videos with a trained deploy net.
 
-Inputs are files, folders (their images) or globs, PNG/JPEG/... of any size, 8/16-bit, gray or
-RGBA; each is read as 8-bit BGR (conversions are printed), deblurred (padded to the net's stride,
-tiled above the memory limit) and written under the same stem as PNG (or JPEG with --jpeg).
-A bad image is reported and skipped; the exit code is 0 when all images were written, 1 when some
-failed (listed at the end) and 2 when nothing could run (bad options, model or weights).
+Inputs are files, folders (their images and videos) or globs. Images (PNG/JPEG/... of any size,
+8/16-bit, gray or RGBA) are read as 8-bit BGR (conversions are printed), deblurred (padded to
+the net's stride, tiled above the memory limit, optionally the x8 self-ensemble) and written
+under the same stem as PNG (or JPEG with --jpeg). Videos, and folders of frames with
+--as-video, go through inference.video: streamed frame by frame into DIR/<stem>.mp4 (no audio).
+A bad input is reported and skipped; the exit code is 0 when all inputs were written, 1 when
+some failed (listed at the end), 2 when nothing could run (bad options, model or weights) and
+130 when interrupted (Ctrl-C, SIGTERM).
 """
 import sys
 import time
@@ -35,7 +38,9 @@ def add_arguments(p):
                    help="write JPEG instead of PNG (as the authors did; lowers PSNR)")
     p.add_argument("--jpeg-quality", type=int, default=95, metavar="Q")
     p.add_argument("--side-by-side", action="store_true",
-                   help="also write side_by_side/<name>.png: blurred | deblurred [| sharp]")
+                   help="also write side_by_side/<name>.png: blurred | deblurred [| sharp], "
+                        "each panel captioned (PSNR with --sharp); for a video a second video "
+                        "side_by_side/<stem>.mp4")
     p.add_argument("--sharp", metavar="DIR",
                    help="folder of sharp images with the same names: third panel and PSNR")
     p.add_argument("--tile-mem", type=float, metavar="MB", default=None,
@@ -45,6 +50,34 @@ def add_arguments(p):
                    help="tile overlap in pixels (default 16 x stride, at least 32)")
     p.add_argument("--allow-python-layers", action="store_true",
                    help="accept a prototxt with Python layers (runs code named in the file)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="x8 self-ensemble for images and video frames: the average of the "
+                        "outputs under the 8 flips/90-degree rotations, each turned back "
+                        "(8 forwards per image; figures in docs/inference.md)")
+    add_video_arguments(p)
+
+
+def add_video_arguments(p):
+    from .video import CONTAINERS
+
+    g = p.add_argument_group(
+        "videos", "inputs with a video extension (.mp4, .avi, .mov, .mkv, ...) are deblurred "
+        "frame by frame into DIR/<stem>.mp4 at their frame size and rate, streamed (a few frames "
+        "in memory); the audio track is NOT carried over. TIME: seconds (12.5), [h:]m:s (1:02.5) "
+        "or a frame number (300f)")
+    g.add_argument("--container", choices=sorted(CONTAINERS), default="mp4",
+                   help="output video: mp4 (MPEG-4 Part 2, 'mp4v'; default), avi (MJPG) or mkv "
+                        "(FFV1, lossless, large); OpenCV here cannot write H.264")
+    g.add_argument("--start", metavar="TIME", help="first frame to deblur (default: the first)")
+    g.add_argument("--end", metavar="TIME", help="stop before this frame (default: the end)")
+    g.add_argument("--every", type=int, default=1, metavar="N",
+                   help="deblur every Nth frame only (the output runs at fps/N)")
+    g.add_argument("--still", metavar="N[,N...]",
+                   help="also write these input frame numbers as PNG: DIR/<stem>_f<N>.png "
+                        "(and side_by_side/<stem>_f<N>.png with --side-by-side)")
+    g.add_argument("--as-video", type=float, metavar="FPS",
+                   help="folders are frame sequences (their images, sorted): each becomes one "
+                        "video DIR/<folder>.mp4 at FPS")
 
 
 def add_model_arguments(p, weights_note=""):
@@ -62,30 +95,50 @@ def _fail(msg):
     return 2
 
 
+def _check_options(args):
+    """One problem with the options, or None."""
+    if args.tile_mem is not None and args.tile_mem <= 0:
+        return f"--tile-mem must be a positive number of MB, got {args.tile_mem}"
+    if args.sharp and not Path(args.sharp).is_dir():
+        return f"--sharp {args.sharp}: no such folder"
+    if not 0 <= args.jpeg_quality <= 100:
+        return f"--jpeg-quality must be 0..100, got {args.jpeg_quality}"
+    if args.every < 1:
+        return f"--every must be 1 or more, got {args.every}"
+    if args.as_video is not None and not args.as_video > 0:
+        return f"--as-video needs a positive frame rate, got {args.as_video}"
+    return None
+
+
+def model_label(weights, ensemble=False):
+    """The caption of a deblurred panel: the weights' name (the run that made them)."""
+    w = Path(weights)
+    name = w.stem if w.stem not in ("best", "final") else f"{w.parent.name}/{w.stem}"
+    return name + (" x8" if ensemble else "")
+
+
 def run(args):
-    from data_prep.imageio import read_image_with_notes, write_image
-    from layers.metrics import psnr
-    from mrfnet.progress import ProgressBar, format_seconds
+    from mrfnet.progress import format_seconds
 
     from .backends import load
-    from .compose import side_by_side
-    from .inputs import expand_inputs, find_partner, output_paths
+    from .inputs import expand_inputs, is_image, output_paths
     from .models import resolve_model
-    from .tiling import deblur, default_mem_limit_mb
+    from .tiling import default_mem_limit_mb
+    from .video import CONTAINERS, Interrupted
 
-    if args.tile_mem is not None and args.tile_mem <= 0:
-        return _fail(f"--tile-mem must be a positive number of MB, got {args.tile_mem}")
-    if args.sharp and not Path(args.sharp).is_dir():
-        return _fail(f"--sharp {args.sharp}: no such folder")
-    if not 0 <= args.jpeg_quality <= 100:
-        return _fail(f"--jpeg-quality must be 0..100, got {args.jpeg_quality}")
-    images, failures = expand_inputs(args.inputs)
+    problem = _check_options(args)
+    if problem:
+        return _fail(problem)
+    found, failures = expand_inputs(args.inputs, folders_whole=args.as_video is not None)
+    images = [p for p in found if p.is_file() and is_image(p)]
+    videos = [p for p in found if p not in images]
     mapping, clashes = output_paths(images, args.out, "jpeg" if args.jpeg else "png")
-    failures += clashes
-    if not mapping:
+    video_map, video_clashes = output_paths(videos, args.out, CONTAINERS[args.container][1])
+    failures += clashes + video_clashes
+    if not mapping and not video_map:
         for what, why in failures:
             print(f"error: {what}: {why}", file=sys.stderr)
-        return _fail("no images to deblur")
+        return _fail("no images or videos to deblur")
     backend_name = args.backend or ("caffe" if args.gpu else DEFAULT_CPU_BACKEND)
     try:
         deploy, weights = resolve_model(args.variant, args.deploy, args.weights)
@@ -97,13 +150,60 @@ def run(args):
     if getattr(backend, "exported", False):
         print(f"deblur: exported {deploy} + {weights} to ONNX once for onnxruntime: "
               f"{backend.onnx_path or '(in memory: the cache is not writable)'}", file=sys.stderr)
-    print(f"deblur: {len(mapping)} image(s) with {deploy} + {weights} on {backend.describe()}, "
-          f"stride {backend.stride}, memory limit {limit:.0f} MB per forward; "
-          "net input BGR in [0,1]", file=sys.stderr)
-    out_dir = Path(args.out)
-    sbs_dir = out_dir / "side_by_side"
-    bar = ProgressBar(len(mapping), label="deblur", unit="images")
+    what = " and ".join(f"{n} {kind}(s)" for n, kind in ((len(mapping), "image"),
+                                                         (len(video_map), "video")) if n)
+    print(f"deblur: {what} with {deploy} + {weights} on {backend.describe()}, "
+          f"stride {backend.stride}, memory limit {limit:.0f} MB per forward"
+          f"{', x8 self-ensemble' if args.ensemble else ''}; net input BGR in [0,1]",
+          file=sys.stderr)
+
+    def deblur_one(img):
+        from .tiling import deblur
+        return deblur(backend, img, limit, args.overlap, args.ensemble)
+
+    label = model_label(weights, args.ensemble)
     t_start = time.monotonic()
+    done = _deblur_images(mapping, args, deblur_one, label, failures)
+    try:
+        videos_done = _deblur_videos(video_map, args, deblur_one, label, failures)
+    except Interrupted as exc:
+        print(f"deblur: interrupted ({exc.signal_name}) after {exc.done} frame(s) of "
+              f"{exc.source}; its partial video was removed", file=sys.stderr)
+        return 130
+    written = [f"{done} of {len(mapping)} image(s)"] * bool(mapping) + \
+        [f"{videos_done} of {len(video_map)} video(s)"] * bool(video_map)
+    print(f"deblur: {' and '.join(written)} written to {args.out} in "
+          f"{format_seconds(time.monotonic() - t_start)}", file=sys.stderr)
+    if failures:
+        print(f"deblur: {len(failures)} failure(s):", file=sys.stderr)
+        for what, why in failures:
+            print(f"  {what}: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _failure(src, exc, failures, bar):
+    """Record a failed input (the message without a repeated file name) and say so."""
+    msg = str(exc) or type(exc).__name__
+    msg = msg[len(str(src)):].lstrip(": ") if msg.startswith(str(src)) else msg
+    failures.append((src, msg))
+    bar.message(f"failed: {src}: {msg}")
+
+
+def _deblur_images(mapping, args, deblur_one, label, failures):
+    """Deblur still images {input: output}; returns how many were written."""
+    if not mapping:
+        return 0
+    from data_prep.imageio import read_image_with_notes, write_image
+    from layers.metrics import psnr
+    from mrfnet.progress import ProgressBar
+
+    from .compose import caption, side_by_side
+    from .inputs import find_partner
+
+    sbs_dir = Path(args.out) / "side_by_side"
+    bar = ProgressBar(len(mapping), label="deblur", unit="images")
+    done = 0
     for i, (src, dst) in enumerate(mapping.items()):
         t0 = time.monotonic()
         try:
@@ -119,29 +219,87 @@ def run(args):
                 if sharp.shape != img.shape:
                     raise ValueError(f"sharp image {partner} is {sharp.shape[1]}x{sharp.shape[0]}, "
                                      f"the blurred one {img.shape[1]}x{img.shape[0]}")
-            out, plan = deblur(backend, img, limit, args.overlap)
+            out, plan = deblur_one(img)
             write_image(dst, out, args.jpeg_quality)
+            scores = [psnr(img, sharp), psnr(out, sharp)] if sharp is not None else [None, None]
             if args.side_by_side:
                 panels = [img, out] + ([sharp] if sharp is not None else [])
-                write_image(sbs_dir / (src.stem + ".png"), side_by_side(panels))
+                captions = [caption("blurred", scores[0]), caption(label, scores[1]), "sharp"]
+                write_image(sbs_dir / (src.stem + ".png"),
+                            side_by_side(panels, captions[:len(panels)]))
             extra = f", {len(plan.tiles)} tiles" if plan.tiled else ""
             if sharp is not None:
-                extra += f", PSNR vs sharp {psnr(img, sharp):.2f} -> {psnr(out, sharp):.2f} dB"
+                extra += f", PSNR vs sharp {scores[0]:.2f} -> {scores[1]:.2f} dB"
             bar.message(f"{src} -> {dst} ({img.shape[1]}x{img.shape[0]}{extra}, "
                         f"{time.monotonic() - t0:.1f} s)")
+            done += 1
         except (ValueError, OSError, MemoryError) as exc:
-            msg = str(exc) or type(exc).__name__
-            msg = msg[len(str(src)):].lstrip(": ") if msg.startswith(str(src)) else msg
-            failures.append((src, msg))
-            bar.message(f"failed: {src}: {msg}")
+            _failure(src, exc, failures, bar)
         bar.update(i + 1)
     bar.close()
-    done = len(mapping) - sum(1 for f, _ in failures if f in mapping)
-    print(f"deblur: {done} of {len(mapping)} image(s) written to {out_dir} in "
-          f"{format_seconds(time.monotonic() - t_start)}", file=sys.stderr)
-    if failures:
-        print(f"deblur: {len(failures)} failure(s):", file=sys.stderr)
-        for what, why in failures:
-            print(f"  {what}: {why}", file=sys.stderr)
-        return 1
-    return 0
+    return done
+
+
+def _video_job(src, dst, source, args, label):
+    """The VideoJob of one input from the options (time range, stills, side-by-side)."""
+    from .video import Selection, VideoError, VideoJob, parse_position
+
+    fps = source.fps
+    start = parse_position(args.start, fps) if args.start else 0
+    end = parse_position(args.end, fps) if args.end else None
+    if end is not None and end <= start:
+        raise VideoError(f"--end ({end}f) must come after --start ({start}f)")
+    sel = Selection(start, end, args.every)
+    wanted = [int(v) for v in args.still.split(",")] if args.still else []
+    missed = [n for n in wanted if not sel.includes(n)]
+    if missed:
+        raise VideoError(f"--still {','.join(map(str, missed))}: not among the frames deblurred "
+                         f"(from {start}f{f' to {end}f' if end is not None else ''}, "
+                         f"every {args.every})")
+    out_dir = Path(args.out)
+    sbs_dir = out_dir / "side_by_side"
+    return VideoJob(
+        out=dst, selection=sel, container=args.container,
+        side_by_side=sbs_dir / dst.name if args.side_by_side else None,
+        stills={n: out_dir / f"{dst.stem}_f{n:06d}.png" for n in wanted},
+        still_sbs={n: sbs_dir / f"{dst.stem}_f{n:06d}.png" for n in wanted
+                   if args.side_by_side},
+        captions=("blurred", label))
+
+
+def _deblur_videos(video_map, args, deblur_one, label, failures):
+    """Deblur videos (and frame folders) {input: output}; returns how many were written."""
+    from mrfnet.progress import ProgressBar, format_seconds
+
+    from .inputs import is_image
+    from .video import FolderSource, Interrupted, VideoSource, deblur_video
+
+    written = 0
+    for src, dst in video_map.items():
+        bar = ProgressBar(1, label=f"deblur {src.name}", unit="frames")
+        t0 = time.monotonic()
+        try:
+            if src.is_dir():
+                source = FolderSource(src, args.as_video,
+                                      sorted(q for q in src.iterdir() if is_image(q)))
+            else:
+                source = VideoSource(src)
+            job = _video_job(src, dst, source, args, label)
+            bar.total = max(1, job.selection.count(source.total))
+            bar.message(f"{src}: {source.size[0]}x{source.size[1]} at {source.fps:g} fps, "
+                        f"{source.total or '?'} frames; deblurring {bar.total} -> {dst} "
+                        "(no audio)")
+            frames = deblur_video(source, job, lambda f: deblur_one(f)[0], bar.update)
+            bar.close()
+            took = time.monotonic() - t0
+            bar.message(f"{src} -> {dst}: {frames} frames in {format_seconds(took)} "
+                        f"({frames / took:.2f} frames/s)")
+            written += 1
+        except Interrupted as exc:
+            bar.close()
+            exc.source = src
+            raise
+        except (ValueError, OSError, MemoryError) as exc:
+            bar.close()
+            _failure(src, exc, failures, bar)
+    return written
