@@ -3,7 +3,6 @@ bundled photo blurred with the authors' recipe: frames, size, rate and order kep
 equal (to codec tolerance) to the stills path on the decoded input frame, time range, every
 Nth frame, stills, the captioned side-by-side video, frame folders, and bad or interrupted
 inputs leaving no video behind."""
-import argparse
 import os
 import signal
 import subprocess
@@ -18,13 +17,12 @@ import pytest
 from data_prep import bundled
 from data_prep.imageio import read_image, write_image
 from data_prep.recipe import apply_authors_blur, draw_authors_blur
-from inference import command
 from inference.backends import load
 from inference.compose import GAP, caption_height
 from inference.tiling import deblur
 from inference.video import (CONTAINERS, Interrupted, Selection, VideoError, VideoJob,
                              VideoSource, deblur_video, parse_position)
-from test_inference_fixtures import make_model
+from test_inference_command import deblur as deblur_cli, model  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 W, H, FPS = 96, 64, 12.0
@@ -63,15 +61,9 @@ def read_clip(path):
     return frames, fps
 
 
-def deblur_cli(argv):
-    p = argparse.ArgumentParser()
-    command.add_arguments(p)
-    return command.run(p.parse_args([str(a) for a in argv]))
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_model(tmp_path_factory.mktemp("models"))
+def tiny(model):
+    return model
 
 
 @pytest.fixture(scope="module")
