@@ -123,7 +123,7 @@ def run(args):
     from mrfnet.progress import format_seconds
 
     from .backends import load
-    from .inputs import expand_inputs, is_image, output_paths
+    from .inputs import expand_inputs, is_video, output_paths
     from .models import resolve_model
     from .tiling import default_mem_limit_mb
     from .video import CONTAINERS, Interrupted
@@ -132,8 +132,8 @@ def run(args):
     if problem:
         return _fail(problem)
     found, failures = expand_inputs(args.inputs, folders_whole=args.as_video is not None)
-    images = [p for p in found if p.is_file() and is_image(p)]
-    videos = [p for p in found if p not in images]
+    videos = [p for p in found if p.is_dir() or is_video(p)]
+    images = [p for p in found if p not in videos]  # a file named explicitly is tried as one
     mapping, clashes = output_paths(images, args.out, "jpeg" if args.jpeg else "png")
     video_map, video_clashes = output_paths(videos, args.out, CONTAINERS[args.container][1])
     failures += clashes + video_clashes
