@@ -1,5 +1,6 @@
-"""The x8 self-ensemble on real Caffe: it is the mean of the eight transformed forwards, each
-turned back, whatever the image's shape (padding and tiling apply to each transform)."""
+"""The x8 self-ensemble on real Caffe, OpenCV dnn and ONNX Runtime: it is the mean of the eight
+transformed forwards, each turned back, whatever the image's shape (padding and tiling apply
+to each transform)."""
 import numpy as np
 import pytest
 
@@ -11,8 +12,13 @@ from test_inference_fixtures import make_model
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    return load(*make_model(tmp_path_factory.mktemp("models"), paths=3), "caffe")
+def model(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("models"), paths=3)
+
+
+@pytest.fixture(scope="module", params=["caffe", "opencv", "onnxruntime"])
+def backend(request, model):
+    return load(*model, request.param)
 
 
 def test_transforms_are_the_eight_symmetries_of_the_square_and_undo_exactly():
@@ -41,7 +47,8 @@ def test_ensemble_is_the_mean_of_the_eight_transformed_forwards(backend):
     assert np.array_equal(plain, to_uint8(outs[0]))
 
 
-def test_ensemble_of_an_odd_sized_tiled_image_keeps_its_size(backend):
+def test_ensemble_of_an_odd_sized_tiled_image_keeps_its_size(model):
+    backend = load(*model, "caffe")
     img = np.random.default_rng(2).integers(0, 256, (45, 71, 3), dtype=np.uint8)
     x = img.astype(np.float32) / np.float32(255)
     fixed, per_pixel = backend.memory_model()
