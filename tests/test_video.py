@@ -218,3 +218,39 @@ def test_sigterm_stops_the_command_with_the_frames_done_and_no_video(tmp_path, s
     assert proc.wait(timeout=60) == 130, err
     assert "interrupted (SIGTERM) after" in err and "partial video was removed" in err
     assert not [p for p in out.rglob("*") if p.is_file() and p.suffix == ".mp4"]
+
+
+def test_pipeline_overlaps_its_three_stages_keeps_order_and_passes_errors_on():
+    """Reading, work and writing that each wait 40 ms per item: run one after another they take
+    10 x 120 ms; overlapped, about 10 x 40 ms plus the two ends."""
+    from inference.video import pipeline
+
+    def slow_items():
+        for i in range(10):
+            time.sleep(0.04)
+            yield i
+
+    written = []
+
+    def slow_write(x):
+        time.sleep(0.04)
+        written.append(x)
+
+    t0 = time.perf_counter()
+    pipeline(slow_items(), lambda i: (time.sleep(0.04), 2 * i)[1], slow_write)
+    took = time.perf_counter() - t0
+    assert written == [2 * i for i in range(10)]
+    assert took < 0.8, took  # serial: 1.2 s
+
+    def bad_items():
+        yield 1
+        raise VideoError("frame 1 is broken")
+
+    with pytest.raises(VideoError, match="frame 1 is broken"):
+        pipeline(bad_items(), lambda i: i, lambda x: None)
+
+    def bad_write(x):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        pipeline(iter(range(100)), lambda i: i, bad_write)
