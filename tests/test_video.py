@@ -254,3 +254,17 @@ def test_pipeline_overlaps_its_three_stages_keeps_order_and_passes_errors_on():
 
     with pytest.raises(OSError, match="disk full"):
         pipeline(iter(range(100)), lambda i: i, bad_write)
+
+
+def test_bad_video_options_stop_before_any_work(tmp_path, tiny, capsys):
+    clip = write_clip(tmp_path / "clip.avi", blurred_frames(3), "MJPG")
+    for opts, msg in ((["--every", "0"], "--every must be 1 or more"),
+                      (["--still", "3,x"], "--still takes frame numbers"),
+                      (["--as-video", "0"], "--as-video needs a positive frame rate")):
+        assert deblur_cli([clip, "--out", tmp_path / "o", *opts, "--deploy", tiny[0],
+                           "--weights", tiny[1]]) == 2
+        assert msg in capsys.readouterr().err
+    assert deblur_cli([clip, "--out", tmp_path / "o", "--still", "5", "--backend", "caffe",
+                       "--deploy", tiny[0], "--weights", tiny[1]]) == 1
+    assert "--still 5: not among the frames deblurred" in capsys.readouterr().err
+    assert not [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
