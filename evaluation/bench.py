@@ -8,7 +8,8 @@ process-wide levers (BLAS threads and kernels, OpenCV options, which Caffe build
 between measurements.
 
 Backends: pycaffe, OpenCV dnn and ONNX Runtime (on the net's ONNX export, made once per model
-before its rows and timed apart).
+before its rows and timed apart). Video rows (evaluation.bench_video): `mrfnet deblur`'s
+streamed video path against pure inference of the same frames, and the self-ensemble's factor.
 Levers (`levers()`): threads (BLAS, OpenCV, ONNX Runtime); OpenBLAS's own CPU detection where
 OPENBLAS_CORETYPE pins it; OpenCV's Winograd convolutions; pycaffe without blob memory reuse
 (MRFNET_BLOB_REUSE=0); ONNX Runtime's graph optimisation level, memory arena and idle thread
@@ -26,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from evaluation.bench_video import markdown as video_markdown
 
 LAYERS = ["256,256,3,64,64", "64,64,3,128,128", "32,32,3,256,256", "96,32,3,256,256"]
 # (variant, WIDTHxHEIGHT, repeats, levers beyond "default")
@@ -211,6 +214,28 @@ def _forwards(all_levers, quick):
     return rows, profiles
 
 
+def _video(quick):
+    """Video rows (evaluation.bench_video) for the default backend of `mrfnet deblur`."""
+    from evaluation.bench_video import VIDEO_SIZES
+    from inference.command import DEFAULT_CPU_BACKEND
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as tmp:
+        deploy, weights, origin = _model("mrfnet", tmp)
+        if DEFAULT_CPU_BACKEND == "onnxruntime":
+            weights = _onnx_model(deploy, weights, tmp, "mrfnet", {})[0]
+        for size, frames in VIDEO_SIZES[:1] if quick else VIDEO_SIZES:
+            r = _worker(["video", "--backend", DEFAULT_CPU_BACKEND, "--deploy", deploy,
+                         "--weights", weights, "--size", size, "--frames", str(frames)],
+                        {"backends": BACKENDS}, DEFAULT_CPU_BACKEND)
+            r.update(size=size, backend=DEFAULT_CPU_BACKEND, weights=origin)
+            rows.append(r)
+            _say(f"video {size} {DEFAULT_CPU_BACKEND}: {r['video_fps']:.2f} frames/s, pure "
+                 f"{r['pure_fps']:.2f} ({r['video_vs_pure']:.2f}x), ensemble x"
+                 f"{r['ensemble_factor']:.1f} the time")
+    return rows
+
+
 def _training(all_levers, quick):
     from solver.measure import time_training
     rows = []
@@ -239,6 +264,7 @@ def measure(quick=False, baseline_caffe=None, before_caffe=None):
            "load_before": os.getloadavg()}
     res["layers"] = _layers(all_levers)
     res["forward"], res["profile"] = _forwards(all_levers, quick)
+    res["video"] = _video(quick)
     res["training"] = _training(all_levers, quick)
     _say("data conversion")
     res["data"] = {"writers": measure_writers(patches=96, crop=256),
@@ -358,6 +384,7 @@ def markdown(res):
     weights = sorted({r["weights"] for r in res["forward"]})
     lines += ["", f"Weights timed: {', '.join(weights)}.", *_export_line(res["forward"]), ""]
     lines += _profile_table(res.get("profile", []))
+    lines += video_markdown(res.get("video", []))
     lines += ["## Training (MRFNet, 4 paths, pycaffe Adam step, Python loss; fresh process)", "",
               "| setting | batch | crop | lever | s/iteration | peak RSS MB |", "|---|---|---|---|---|---|"]
     for r in res["training"]:

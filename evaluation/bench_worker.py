@@ -8,6 +8,8 @@ Prints one JSON line.
              onnxruntime --weights is the net's ONNX export and --ort-* set its options
     layer:   one convolution layer alone, the practical GFLOP/s limit of a backend here
     profile: pycaffe forward time per layer type (where the time of a deploy forward goes)
+    video:   `mrfnet deblur`'s streamed video path vs pure inference of the same frames, and
+             the self-ensemble's time factor (evaluation.bench_video)
 
 Every result names the OpenBLAS kernel set the process ran ("blas_core"), since
 OPENBLAS_CORETYPE changes it.
@@ -162,12 +164,13 @@ def main(argv=None):
     from inference.backends import BACKENDS, ORT_LEVELS
 
     p = argparse.ArgumentParser(prog="python -m evaluation.bench_worker")
-    p.add_argument("what", choices=["forward", "layer", "profile"])
+    p.add_argument("what", choices=["forward", "layer", "profile", "video"])
     p.add_argument("--backend", choices=BACKENDS, default="caffe")
     p.add_argument("--deploy")
     p.add_argument("--weights")
     p.add_argument("--size", default="256x256", help="WIDTHxHEIGHT")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--frames", type=int, default=24, help="video: frames in the clip")
     p.add_argument("--layer", default="256,256,3,64,64", help="cin,cout,k,h,w")
     p.add_argument("--cv-threads", type=int)
     p.add_argument("--cv-winograd", type=int, choices=[0, 1])
@@ -183,6 +186,10 @@ def main(argv=None):
     if a.what == "forward":
         out = time_forward(a.backend, a.deploy, a.weights, h, w, a.repeat, a.cv_threads,
                            a.cv_winograd, ort)
+    elif a.what == "video":
+        from evaluation.bench_video import time_video
+        out = time_video(a.backend, a.deploy, a.weights, w, h, a.frames, ort_options=ort)
+        out["peak_rss_mb"] = _peak_rss_mb()
     elif a.what == "profile":
         out = profile_forward(a.deploy, a.weights, h, w, a.repeat)
     else:

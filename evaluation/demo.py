@@ -8,7 +8,8 @@
    wall-time budget, with the iteration count planned from a measured step time so that the
    learning-rate step and the loss-weight groups fall inside the budget;
 3. evaluation on the held-out pairs (evaluation.evaluate, pycaffe): deblurred PNGs,
-   side-by-side PNGs (blurred | this run's model | the shipped model | sharp), the loss curve,
+   side-by-side PNGs (blurred | this run's model | the shipped model | sharp, each panel
+   captioned with its PSNR), the loss curve,
    and summary.md with the PSNR/SSIM of the blurred input, this run's output and the shipped
    model's output (models/mrfnet, trained for hours: MODEL.md), so a new user sees what longer
    training buys.
@@ -113,7 +114,8 @@ def write_summary(out, rows, summary, train_summary, args, iters, per_iter, ship
         if e:
             line += f" {e[0]:.2f} | {e[0] - pb:+.2f} | {e[1]:.4f} |"
         lines.append(line)
-    panels = "blurred | this run | shipped model | sharp" if ship_rows else "blurred | deblurred | sharp"
+    panels = ("blurred | this run | shipped model | sharp" if ship_rows
+              else "blurred | deblurred | sharp") + ", each captioned with its PSNR"
     lines += ["", f"Files: `deblurred/` outputs, `side_by_side/` ({panels}), "
               "`train/loss.png` loss curves, `train/train_log.jsonl`, `heldout/` the pairs and "
               "their kernel parameters, `summary.json`."]
@@ -127,7 +129,7 @@ def run(args):
     from data_prep.render import RenderJob
     from data_prep.sources import bundled_items
     from inference.backends import load
-    from inference.compose import side_by_side
+    from inference.compose import caption, side_by_side
     from evaluation.evaluate import evaluate, read_pair, summarize
     from prototxt_gen.topology import total_stride
     from solver.trainer import train
@@ -175,15 +177,19 @@ def run(args):
     backend = load(summary_train["deploy"], str(weights), "caffe")
     rows = evaluate(heldout, backend, save_dir=out / "eval")
     shipped = _shipped_model(args, heldout, out / "eval_shipped")
-    for item in heldout:
+    run_name = f"this run ({summary_train.get('iterations')} it.)"
+    for i, item in enumerate(heldout):
         blur, sharp = read_pair(item)
         stem = item.name.rsplit(".", 1)[0]
         deblurred = read_image(out / "eval" / backend.name / f"{stem}.png")
         write_image(out / "deblurred" / f"{stem}.png", deblurred)
         panels = [blur, deblurred]
+        captions = [caption("blurred", rows[i].psnr_blur), caption(run_name, rows[i].psnr)]
         if shipped:
             panels.append(read_image(out / "eval_shipped" / shipped[2] / f"{stem}.png"))
-        write_image(out / "side_by_side" / f"{stem}.png", side_by_side(panels + [sharp]))
+            captions.append(caption(f"shipped {args.variant}", shipped[0][i].psnr))
+        write_image(out / "side_by_side" / f"{stem}.png",
+                    side_by_side(panels + [sharp], captions + ["sharp"]))
     summary = summarize(rows)
     summary.update(train=summary_train, planned_iters=iters, seconds_per_iter=per_iter,
                    minutes=args.minutes, wall_s=time.monotonic() - t0)

@@ -174,14 +174,25 @@ def deblur_float(backend, img01, mem_limit_mb=None, overlap=None):
     return run_plan(backend, padded, plan)[:h, :w], plan
 
 
-def deblur(backend, img, mem_limit_mb=None, overlap=None):
+def deblur(backend, img, mem_limit_mb=None, overlap=None, ensemble=False):
     """uint8 H x W x 3 BGR -> (deblurred uint8 H x W x 3 BGR, TilePlan).
 
     The float output is quantised with layers.metrics.to_uint8 (clip, x255, round half up),
     the same rule the metrics apply, so a saved PNG and an in-memory evaluation agree.
+    `ensemble`: the x8 self-ensemble (inference.ensemble), averaged in float before quantising;
+    the plan returned is the untransformed image's.
     """
     from layers.metrics import to_uint8
 
-    out, plan = deblur_float(backend, img.astype(np.float32) / np.float32(255.0),
-                             mem_limit_mb, overlap)
+    img01 = img.astype(np.float32) / np.float32(255.0)
+    out, plan = deblur_float(backend, img01, mem_limit_mb, overlap)
+    if ensemble:
+        from .ensemble import self_ensemble
+
+        first = [out]  # TRANSFORMS[0] is the identity: its output is this one
+
+        def run(x):
+            return first.pop() if first else deblur_float(backend, x, mem_limit_mb, overlap)[0]
+
+        out = self_ensemble(run, img01)
     return to_uint8(out), plan

@@ -131,3 +131,25 @@ def test_report_keeps_this_machines_home_out_of_committed_paths():
     assert bench._portable(home / ".cache" / "mrfnet-caffe" / "caffe-x") == "~/.cache/mrfnet-caffe/caffe-x"
     assert bench._portable(str(home / "a")) == "~/a"
     assert bench._portable(3) == 3 and bench._portable(None) is None
+
+
+def test_video_worker_times_the_video_path_against_pure_inference():
+    """`make bench`'s video rows at a tiny size: the real worker, default backend, shipped model."""
+    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "video",
+                           "--backend", "onnxruntime", "--deploy", "models/mrfnet/deploy.prototxt",
+                           "--weights", "models/mrfnet/mrfnet.caffemodel", "--size", "64x48",
+                           "--frames", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["frames"] == 3 and r["pure_s"] > 0 and r["video_s"] > 0
+    assert abs(r["video_fps"] * r["video_s"] - 3) < 1e-6
+    assert r["ensemble_factor"] > 1  # eight forwards cannot cost less than one
+    text = "\n".join(bench.video_markdown([dict(r, size="64x48", backend="onnxruntime")]))
+    assert f"| 64x48 | onnxruntime | 3 | {r['pure_fps']:.2f} | {r['video_fps']:.2f} |" in text
+
+
+def test_bench_video_rows_run_the_default_backend(monkeypatch):
+    import evaluation.bench_video as bv
+    monkeypatch.setattr(bv, "VIDEO_SIZES", (("64x48", 2), ("128x96", 2)))
+    rows = bench._video(quick=True)
+    assert [(r["size"], r["backend"], r["frames"]) for r in rows] == [("64x48", "onnxruntime", 2)]

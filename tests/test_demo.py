@@ -3,9 +3,11 @@ pictures show this run's model beside the shipped one on the same held-out photo
 import json
 import subprocess
 
+import numpy as np
+
 from data_prep import bundled
 from data_prep.imageio import read_image
-from inference.compose import GAP
+from inference.compose import GAP, caption_height
 
 
 def test_demo_shows_the_shipped_model_beside_the_short_run(tmp_path, venv_bin):
@@ -22,4 +24,7 @@ def test_demo_shows_the_shipped_model_beside_the_short_run(tmp_path, venv_bin):
     assert summary["shipped"]["psnr"] > summary["shipped"]["psnr_blur"]
     for name in bundled.names("heldout"):
         img = read_image(out / "side_by_side" / f"{name}.png")
-        assert img.shape == (256, 4 * 256 + 3 * GAP, 3)
+        cap = caption_height(256)
+        assert img.shape == (cap + 256, 4 * 256 + 3 * GAP, 3)
+        assert np.array_equal(img[cap:, :256], read_image(out / "heldout" / "blur" / f"{name}.png"))
+        assert all(img[:cap, x:x + 256].min() < 128 for x in range(0, 4 * 264, 264))  # captions

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from inference import command
+from inference.compose import caption, caption_height, side_by_side
 from test_inference_fixtures import make_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,9 +90,22 @@ def test_jpeg_and_side_by_side_with_sharp(tmp_path, model):
     assert sorted(p.name for p in out.glob("*.jpg")) == ["a.jpg", "b.jpg"]
     assert _shape(out / "a.jpg") == (21, 27)
     sbs = np.asarray(Image.open(out / "side_by_side" / "a.png"))
-    assert sbs.shape[:2] == (21, 3 * 27 + 2 * 8)
-    assert np.array_equal(sbs[:, :27], np.asarray(Image.open(blur / "a.png")))
-    assert np.array_equal(sbs[:, -27:], np.asarray(Image.open(sharp / "a.png")))
+    cap = caption_height(27)
+    assert sbs.shape[:2] == (cap + 21, 3 * 27 + 2 * 8)
+    assert np.array_equal(sbs[cap:, :27], np.asarray(Image.open(blur / "a.png")))
+    assert np.array_equal(sbs[cap:, -27:], np.asarray(Image.open(sharp / "a.png")))
+    strips = [sbs[:cap, x:x + 27] for x in (0, 35, 70)]
+    assert all(s.min() < 128 for s in strips)  # every panel has a caption
+    assert len({s.tobytes() for s in strips}) == 3
+
+
+def test_captions_name_the_panel_and_its_psnr():
+    assert caption("blurred", 23.414) == "blurred  23.41 dB" and caption("sharp") == "sharp"
+    assert command.model_label("models/mrfnet/mrfnet.caffemodel") == "mrfnet"
+    assert command.model_label("runs/aerial/best.caffemodel", ensemble=True) == "aerial/best x8"
+    a = np.zeros((30, 200, 3), np.uint8)
+    one, two = (side_by_side([a, a], [c, "x"]) for c in ("blurred  20.00 dB", "blurred  21.00 dB"))
+    assert one.shape == (30 + caption_height(200), 408, 3) and not np.array_equal(one, two)
 
 
 def test_model_problems_stop_before_any_image_with_exit_2(tmp_path, model, images, capsys):
@@ -134,6 +148,7 @@ _NO_CAFFE = """
 import sys, argparse
 sys.modules["caffe"] = None  # any `import caffe` now fails, as on a machine without Caffe
 from inference import command
+from inference.compose import caption, caption_height, side_by_side
 p = argparse.ArgumentParser()
 command.add_arguments(p)
 sys.exit(command.run(p.parse_args(sys.argv[1:])))
