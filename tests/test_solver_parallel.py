@@ -110,7 +110,13 @@ def test_two_processes_train_exactly_like_one(db, tmp_path):
     assert len(rss) == 1 and rss[0] > 10
     moved_two = _weights(two.net) - start
     assert np.abs(moved_one).max() > 1e-4          # the steps did change the weights
-    np.testing.assert_allclose(moved_two, moved_one, rtol=1e-3, atol=1e-6 * np.abs(moved_one).max())
+    # float32 rounding differs between one batch of 4 and two of 2 (BLAS blocking), and three
+    # steps carry it on through ReLUs and max pooling, where it can flip a few routes: on an
+    # Intel AVX-512 OpenBLAS the largest difference was 3.7e-5 of the largest move and 4e-5 of
+    # the whole (AMD Zen 4: under 1e-6). A wrong gradient average would be off by ~50%.
+    scale = np.abs(moved_one).max()
+    np.testing.assert_allclose(moved_two, moved_one, rtol=1e-3, atol=1e-4 * scale)
+    assert np.linalg.norm(moved_two - moved_one) <= 1e-3 * np.linalg.norm(moved_one)
     assert not os.path.exists(group.tmp)          # shared files removed
 
 
