@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SYSPY ?= python3
 DEPS_OK := $(VENV)/.deps-ok
 
-.PHONY: all venv caffe prototxt test demo bench clean help caffe-gpu gpu-bundle gpu-rehearsal
+.PHONY: all venv caffe prototxt test demo bench clean help caffe-gpu gpu-bundle gpu-tiles gpu-rehearsal
 all: caffe
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make caffe-runtest  build and run BVLC Caffe's own test suite on this project's build"
 	@echo "make caffe-gpu = MRFNET_GPU=1 make caffe: the CUDA build (not in CI; README 'GPU build')"
 	@echo "make gpu-bundle     the CUDA bundle for a lent GPU machine (.gpu/, docs/gpu.md)"
+	@echo "make gpu-tiles AERIAL=DIR  the training tiles that travel to the GPU (.gpu/aerial_tiles)"
 	@echo "make gpu-rehearsal  tools/gpu/run_on_device.sh on the CPU with a bundle of the CPU build"
 
 $(DEPS_OK): requirements.txt setup.py
@@ -68,9 +69,22 @@ caffe-gpu:
 gpu-bundle: $(DEPS_OK)
 	tools/gpu/make_bundle.sh
 
-# The device script on this CPU: a bundle of the venv's CPU build, tiny sizes, 10 s of training.
+# The aerial training tiles for the device run (docs/gpu.md): 256x256 JPEG, never a held-out
+# one, as many as the 64 MiB carry leaves (tools/gpu/prep_tiles.py). AERIAL = the tiles' folder.
+gpu-tiles: $(DEPS_OK)
+	@test -n "$(AERIAL)" || { echo "make gpu-tiles AERIAL=folder of the aerial tiles (docs/gpu.md)" >&2; exit 2; }
+	$(PY) tools/gpu/prep_tiles.py --images "$(AERIAL)" --out .gpu/aerial_tiles
+
+# The device script on this CPU with a bundle of the venv's CPU build and tiny sizes, twice: the
+# bundled photos (10 s of training), then the path of a real run: tiles made by prep_tiles.py
+# (from the bundled photos here), the shipped weights, poly lr after a first run measures the rate.
+R := results/gpu-rehearsal
 gpu-rehearsal: caffe
-	@bundle=$$(tools/gpu/make_bundle.sh --cpu results/caffe-cpu-bundle) && PYTHON=$(abspath $(PY)) \
-	  bash tools/gpu/run_on_device.sh --cpu --bundle "$$bundle" --out results/gpu-rehearsal \
-	    --train-seconds 10 --crop 32 --batch 2 --crops 1 --photo-size 128 --deploy-size 64x48 --time-iters 1 \
-	  && cat results/gpu-rehearsal/summary.md
+	@set -e; bundle=$$(tools/gpu/make_bundle.sh --cpu results/caffe-cpu-bundle); export PYTHON=$(abspath $(PY)); \
+	  tiny="--cpu --bundle $$bundle --train-seconds 10 --crop 32 --batch 2 --deploy-size 64x48 --time-iters 1"; \
+	  bash tools/gpu/run_on_device.sh $$tiny --out $(R) --crops 1 --photo-size 128; cat $(R)/summary.md; \
+	  $(PY) -m mrfnet.cli pairs --bundled train --out $(R)-photos --force; \
+	  $(PY) tools/gpu/prep_tiles.py --images $(R)-photos/sharp --out $(R)-tiles --size 64 --max-mib 1; \
+	  bash tools/gpu/run_on_device.sh $$tiny --out $(R)-tiles-run --tiles $(R)-tiles --crops 2 --photo-size 64 \
+	    --lr-policy poly --calib-iters 4; \
+	  cat $(R)-tiles-run/summary.md

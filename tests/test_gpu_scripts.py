@@ -109,6 +109,9 @@ def test_summary_reads_caffe_logs(tmp_path):
     assert s["gpu"]["name"] == "NVIDIA H200"
     assert s["train"]["wall_seconds"] == 2
     assert "| seconds per iteration | 0.02 |" in (tmp_path / "summary.md").read_text()
+    r = subprocess.run([sys.executable, str(TOOLS / "gpu" / "summarize.py"), "--rate", str(tmp_path / "train.log")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "0.02"     # the device script's first-run rate
 
 
 def test_cuda_libraries_found_in_python_packages(tmp_path):
@@ -130,28 +133,44 @@ def test_cuda_libraries_found_in_python_packages(tmp_path):
     assert r.returncode == 1 and "missing CUDA libraries: libnccl.so.2" in r.stderr
 
 
-def test_device_script_rehearsal_on_cpu(tmp_path, venv_bin, repo_root):
-    """tools/gpu/run_on_device.sh end to end on the CPU (what `make gpu-rehearsal` runs): a bundle
-    of the venv's CPU Caffe with its shared libraries, data rendered by the project's converter,
-    `caffe train` stopped by the time budget with a snapshot, `caffe time` of the deploy net,
-    the summary; the snapshot is an MRFNet that the deploy net loads."""
-    bundle = tmp_path / "bundle"
+@pytest.fixture(scope="module")
+def cpu_bundle(tmp_path_factory, venv_bin):
+    """A bundle of the venv's CPU Caffe (make_bundle.sh --cpu), as the rehearsal uses."""
+    bundle = tmp_path_factory.mktemp("cpu-bundle") / "bundle"
     r = subprocess.run([str(TOOLS / "gpu" / "make_bundle.sh"), "--cpu", str(bundle)],
                        env=dict(os.environ, VENV=str(venv_bin.parent)), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    manifest = (bundle / "MANIFEST.txt").read_text()
-    assert "CPU_ONLY := 1" in manifest and (bundle / "bin" / "caffe.bin").is_file()
-    assert (bundle / "python" / "caffe" / "proto" / "caffe_pb2.py").is_file()
-    assert not any(p.name.startswith(("libc.so", "libcudart")) for p in (bundle / "lib").iterdir())
-    out = tmp_path / "out"
+    return bundle
+
+
+def _device_script(bundle, out, *args):
+    """run_on_device.sh --cpu with the rehearsal's tiny sizes; (process, run.log text)."""
     env = dict(os.environ, PYTHON=sys.executable)
     env.pop("OUT", None)
     env.pop("GLOG_minloglevel", None)
     r = subprocess.run(["bash", str(TOOLS / "gpu" / "run_on_device.sh"), "--cpu", "--bundle", str(bundle),
                         "--out", str(out), "--train-seconds", "8", "--crop", "32", "--batch", "2",
-                        "--crops", "1", "--photo-size", "128", "--deploy-size", "64x48", "--time-iters", "1"],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, f"{r.stderr[-3000:]}\n{(out / 'run.log').read_text()[-3000:] if (out / 'run.log').exists() else ''}"
+                        "--deploy-size", "64x48", "--time-iters", "1", "--workers", "1", *args],
+                       env=env, capture_output=True, text=True, timeout=180)
+    run_log = (out / "run.log").read_text() if (out / "run.log").exists() else ""
+    return r, run_log
+
+
+def test_device_script_rehearsal_on_cpu(tmp_path, cpu_bundle, repo_root):
+    """tools/gpu/run_on_device.sh end to end on the CPU (what `make gpu-rehearsal` runs first): a
+    bundle of the venv's CPU Caffe with its shared libraries, the bundled photos rendered by the
+    project's converter, nets from its generators, `caffe train` from the shipped weights stopped by
+    the time budget with a snapshot, `caffe time` of the deploy net, the summary; the snapshot is
+    an MRFNet that the deploy net loads."""
+    bundle = cpu_bundle
+    manifest = (bundle / "MANIFEST.txt").read_text()
+    assert "CPU_ONLY := 1" in manifest and (bundle / "bin" / "caffe.bin").is_file()
+    assert (bundle / "python" / "caffe" / "proto" / "caffe_pb2.py").is_file()
+    assert (bundle / "python" / "caffe" / "net_spec.py").is_file()
+    assert not any(p.name.startswith(("libc.so", "libcudart")) for p in (bundle / "lib").iterdir())
+    out = tmp_path / "out"
+    r, run_log = _device_script(bundle, out, "--crops", "1", "--photo-size", "128")
+    assert r.returncode == 0, f"{r.stderr[-3000:]}\n{run_log[-3000:]}"
     files = sorted(p.name for p in out.iterdir())
     assert files == ["mrfnet_gpu.caffemodel", "run.log", "summary.json", "summary.md", "time.log", "train.log"]
     s = json.loads((out / "summary.json").read_text())
@@ -163,3 +182,94 @@ def test_device_script_rehearsal_on_cpu(tmp_path, venv_bin, repo_root):
     net = caffe.Net(str(repo_root / "models" / "mrfnet" / "deploy.prototxt"), str(out / "mrfnet_gpu.caffemodel"),
                     caffe.TEST)
     assert net.params["Conv1"][0].data.std() > 0
+
+
+def _tiles(tmp_path, exclude):
+    """Tiles as `make gpu-rehearsal` makes them: the bundled training photos (mrfnet pairs' sharp/),
+    through tools/gpu/prep_tiles.py at 64x64, leaving out the names of `exclude`."""
+    photos = tmp_path / "photos"
+    r = subprocess.run([sys.executable, "-m", "mrfnet.cli", "pairs", "--bundled", "train", "--out", str(photos)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    tiles = tmp_path / "tiles"
+    r = subprocess.run([sys.executable, str(TOOLS / "gpu" / "prep_tiles.py"), "--images", str(photos / "sharp"),
+                        "--out", str(tiles), "--size", "64", "--max-mib", "1", "--exclude", str(exclude)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return tiles, r.stdout
+
+
+def test_prep_tiles_never_copies_heldout_and_fits_the_limit(tmp_path):
+    """Held-out names (matched by stem: a .png copy of a listed .jpg too) never travel; when not
+    all tiles fit, the subset keeps the classes even; sizes are the converter's."""
+    import cv2
+    import numpy as np
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for cls in ("set_aGrass", "set_bField"):
+        for i in range(6):
+            cv2.imwrite(str(images / f"{cls}_{i:03d}.png"), rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    exclude = tmp_path / "heldout.txt"
+    exclude.write_text("# held out\nset_aGrass_001.jpg\nset_bField_004.png\nnot_here.jpg\n")
+    run = lambda *a: subprocess.run([sys.executable, str(TOOLS / "gpu" / "prep_tiles.py"), "--images", str(images),
+                                     "--exclude", str(exclude), "--size", "32", *a], capture_output=True, text=True)
+    out = tmp_path / "all"
+    r = run("--out", str(out), "--format", "png", "--max-mib", "10")
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert len(names) == 10 and "set_aGrass_001.png" not in names and "set_bField_004.png" not in names
+    assert "10 of 10 training tiles (2 of 12 left out" in r.stdout
+    assert cv2.imread(str(out / names[0])).shape == (32, 32, 3)
+    one = (out / names[0]).stat().st_size
+    some = tmp_path / "some"
+    r = run("--out", str(some), "--format", "png", "--max-mib", str(4.5 * one / 2 ** 20))
+    assert r.returncode == 0, r.stderr
+    kept = [p.name for p in some.glob("*.png")]
+    assert 3 <= len(kept) <= 5 and abs(sum(n.startswith("set_a") for n in kept) * 2 - len(kept)) <= 1
+    assert (some / "TILES.txt").is_file()
+    r = run("--out", str(images), "--max-mib", "10")       # never writes over a folder it did not make
+    assert r.returncode == 2 and "was not written by this script" in r.stderr
+
+
+def test_device_script_tiles_from_weights_on_cpu(tmp_path, cpu_bundle, repo_root):
+    """The GPU run's new path on the CPU (what `make gpu-rehearsal` runs second): carried tiles
+    rendered there with `mrfnet convert --source sharp`, `caffe train -weights` the shipped model,
+    poly lr with the last iteration set from a first run's measured rate, then resumed from its
+    solver state; the weights that come back are the shipped ones, moved a little."""
+    exclude = tmp_path / "heldout.txt"
+    exclude.write_text("coins.png\n")
+    tiles, prep_out = _tiles(tmp_path, exclude)
+    assert "9 of 9 training tiles (1 of 10 left out" in prep_out and not (tiles / "coins.jpg").exists()
+    out = tmp_path / "out"
+    r, run_log = _device_script(cpu_bundle, out, "--tiles", str(tiles), "--exclude", str(exclude),
+                                "--crops", "2", "--photo-size", "64", "--lr-policy", "poly", "--calib-iters", "4")
+    assert r.returncode == 0, f"{r.stderr[-3000:]}\n{run_log[-3000:]}"
+    assert "train: 18 patches of 32x32" in run_log                  # 9 tiles x 2 blur draws
+    shipped = repo_root / "models" / "mrfnet" / "mrfnet.caffemodel"
+    assert f"Finetuning from {shipped}" in run_log                  # the first run starts from it
+    last = int(re.search(r"first run: [\d.]+s per iteration, \d+ s in all; poly to 0 at iteration (\d+)",
+                         run_log).group(1))
+    assert last > 4
+    train_log = (out / "train.log").read_text()
+    assert "Resuming from " in train_log and "stage1_iter_4.solverstate" in train_log
+    lrs = [float(x) for x in re.findall(r"Iteration \d+, lr = (\S+)", train_log)]
+    assert lrs and lrs[0] < 1e-4 and lrs == sorted(lrs, reverse=True)   # poly: falling from below base_lr
+    s = json.loads((out / "summary.json").read_text())
+    assert 4 < s["train"]["iterations"] <= last and "poly" in s["setting"] and "tiles" in s["setting"]
+    import caffe
+    caffe.set_mode_cpu()
+    deploy = str(repo_root / "models" / "mrfnet" / "deploy.prototxt")
+    trained = caffe.Net(deploy, str(out / "mrfnet_gpu.caffemodel"), caffe.TEST).params["Conv1"][0].data
+    start = caffe.Net(deploy, str(shipped), caffe.TEST).params["Conv1"][0].data
+    moved = abs(trained - start).max()
+    assert 0 < moved < 0.02        # Adam at lr <= 1e-4 moves a weight about lr per step
+
+
+def test_device_script_refuses_heldout_tiles(tmp_path, cpu_bundle):
+    """A tiles folder holding a held-out name stops the run before it renders anything."""
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    (tiles / "rsscn7_aGrass_a009.png").write_bytes(b"")          # in models/mrfnet/heldout_aerial.txt as .jpg
+    r, run_log = _device_script(cpu_bundle, tmp_path / "out", "--tiles", str(tiles))
+    assert r.returncode == 1 and "holds names of heldout_aerial.txt (rsscn7_aGrass_a009" in run_log

@@ -12,8 +12,8 @@
 # in what travels, and `caffe train` of the stock-loss net needs neither. The CUDA libraries
 # (cudart 13, cuBLAS 13, cuRAND 10) are not packed: cuBLAS alone is 0.6 GB; run_on_device.sh
 # takes the lent machine's own from its Python's nvidia-* packages. Also packed: caffe_pb2.py
-# (for the project's LMDB writer) and, for the device's Python 3.12, the pinned lmdb wheel of
-# tools/gpu/device-wheels.txt. docs/gpu.md says how it is used.
+# (for the project's LMDB writer), net_spec.py (for its net generators) and, for the device's
+# Python 3.12, the pinned lmdb wheel of tools/gpu/device-wheels.txt. docs/gpu.md says how.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
@@ -70,8 +70,12 @@ for name in libstdc++.so.6 libgcc_s.so.1; do
 done
 chmod u+w "$B"/bin/* "$B"/lib/*.so* "$B"/lib/fallback/*
 strip --strip-unneeded "$B"/bin/* "$B"/lib/*.so* "$B"/lib/fallback/* 2>/dev/null || true
-touch "$B/python/caffe/__init__.py" "$B/python/caffe/proto/__init__.py"
+# pycaffe's pure-Python parts only (no _caffe.so): caffe_pb2 for the LMDB writer, net_spec for
+# the net generators (prototxt_gen, `mrfnet caffe-stages`).
+touch "$B/python/caffe/proto/__init__.py"
+echo "from .net_spec import layers, params, NetSpec, to_proto" > "$B/python/caffe/__init__.py"
 cp "$CAFFE_DIR/python/caffe/proto/caffe_pb2.py" "$B/python/caffe/proto/"
+cp "$CAFFE_DIR/python/caffe/net_spec.py" "$B/python/caffe/"
 if [ "$MODE" = gpu ]; then
   mkdir -p "$B/wheels"
   "$VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \

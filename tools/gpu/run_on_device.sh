@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# MRFNet's `caffe train` at the paper's setting on a lent GPU, for a time budget, then the
-# deploy net's forward time; everything it measures lands in at most 8 files under --out.
+# MRFNet's `caffe train` at the paper's batch (16 x 256x256) on a lent GPU, for a time budget,
+# then the deploy net's forward time; everything it measures lands in at most 8 files under --out.
 #
 #   bash tools/gpu/run_on_device.sh --budget 480            # on the GPU machine, into $OUT
+#   bash tools/gpu/run_on_device.sh --budget 480 --tiles .gpu/aerial_tiles --lr-policy poly
+#        # from the shipped weights on the carried aerial tiles (docs/gpu.md)
 #   bash tools/gpu/run_on_device.sh --cpu --bundle DIR --out DIR --train-seconds 8 --crop 32 \
 #        --batch 2 --crops 1 --photo-size 128 --deploy-size 64x48 --time-iters 1   # CPU rehearsal
 #
 # Steps (docs/gpu.md): unpack the Caffe bundle of tools/gpu/make_bundle.sh; find the CUDA
 # libraries among the machine's Python nvidia-* packages; `caffe device_query -gpu 0`; render
-# the bundled photos into an LMDB with the project's converter (data_prep, `mrfnet convert`);
-# `caffe train -gpu 0` of models/mrfnet/train.prototxt (stock eq. (5) loss, Adam, batch 16 of
-# 256x256) until the budget's end, stopped with SIGINT, on which Caffe snapshots; `caffe time
-# -gpu 0` of models/mrfnet/deploy.prototxt at 1280x768; a summary. nvidia-smi samples GPU
-# memory throughout. Files in --out: run.log, train.log, time.log, gpu_memory.csv, summary.json,
+# the training data into an LMDB with the project's converter (`mrfnet convert`, the authors'
+# blur recipe): the sharp tiles of --tiles (tools/gpu/prep_tiles.py; none of --exclude), else
+# the bundled photos; the stock-loss train net and Adam solver written by the project's
+# generators (`mrfnet caffe-stages --dry-run`, one equal-weight stage); `caffe train -gpu 0
+# -weights W` (the shipped model unless --weights none) until --iters or the budget's end
+# (stopped with SIGINT, on which Caffe snapshots); with --lr-policy poly and no --iters, a
+# short first run measures the seconds per iteration and the rest resumes from its state with
+# max_iter set so that the lr reaches 0 at the budget's end; `caffe time -gpu 0` of
+# models/mrfnet/deploy.prototxt at 1280x768; a summary. nvidia-smi samples GPU memory
+# throughout. Files in --out: run.log, train.log, time.log, gpu_memory.csv, summary.json,
 # summary.md, mrfnet_gpu.caffemodel.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,7 +33,12 @@ BUDGET=480          # seconds for the whole script
 RESERVE=60          # seconds kept after training for caffe time and the summary
 TRAIN_SECONDS=""    # fixed training time instead (the CPU rehearsal: a loaded machine's
                     # slower data step then costs time, not training)
-CROP=256; BATCH=16; CROPS=128; PHOTO_SIZE=0; DEPLOY=1280x768; TIME_ITERS=20
+CROP=256; BATCH=16; CROPS=""; PHOTO_SIZE=""; DEPLOY=1280x768; TIME_ITERS=20
+WEIGHTS=$ROOT/models/mrfnet/mrfnet.caffemodel   # "none": from the initial fillers
+TILES=""            # folder of sharp training tiles (tools/gpu/prep_tiles.py); else bundled photos
+EXCLUDE=$ROOT/models/mrfnet/heldout_aerial.txt  # names that must not be among the tiles
+BASE_LR=1e-4; LR_POLICY=step; ITERS=""; STEPSIZE=""; CLIP=""; SEED=0
+CALIB_ITERS=40      # poly without --iters: iterations of the first run that measures the rate
 PY=${PYTHON:-python3}
 WORKERS=$(n=$(nproc); [ "$n" -gt 16 ] && n=16; echo "$n")
 while [ $# -gt 0 ]; do
@@ -39,13 +51,23 @@ while [ $# -gt 0 ]; do
     --train-seconds) TRAIN_SECONDS=$2; shift 2 ;;
     --crop) CROP=$2; shift 2 ;;
     --batch) BATCH=$2; shift 2 ;;
-    --crops) CROPS=$2; shift 2 ;;
-    --photo-size) PHOTO_SIZE=$2; shift 2 ;;
+    --crops) CROPS=$2; shift 2 ;;             # patches per photo (default 128; tiles: 8 blur draws)
+    --photo-size) PHOTO_SIZE=$2; shift 2 ;;   # resize first (default 0 = as they are; tiles: 256)
     --deploy-size) DEPLOY=$2; shift 2 ;;
     --time-iters) TIME_ITERS=$2; shift 2 ;;
     --python) PY=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
-    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+    --weights) WEIGHTS=$2; shift 2 ;;
+    --tiles) TILES=$2; shift 2 ;;
+    --exclude) EXCLUDE=$2; shift 2 ;;
+    --base-lr) BASE_LR=$2; shift 2 ;;
+    --lr-policy) LR_POLICY=$2; shift 2 ;;     # step (the paper's: halved every 10 epochs) or poly
+    --iters) ITERS=$2; shift 2 ;;             # max_iter (default: train until the budget's end)
+    --stepsize) STEPSIZE=$2; shift 2 ;;
+    --clip-gradients) CLIP=$2; shift 2 ;;
+    --calib-iters) CALIB_ITERS=$2; shift 2 ;;
+    --seed) SEED=$2; shift 2 ;;
+    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
     *) echo "run_on_device.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -62,7 +84,7 @@ log() { printf '[run +%ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" | tee -a "$OUTDI
 mark() { echo "$1 $(date +%s)" >> "$WORK/phases"; [ "$MODE" = gpu ] && echo "# $1 $(date +%s)" >> "$OUTDIR/gpu_memory.csv"; true; }
 summarize() {
   "$PY" "$ROOT/tools/gpu/summarize.py" --out "$OUTDIR" --phases "$WORK/phases" --mode "$MODE" \
-    --setting "batch=$BATCH crop=$CROP deploy=${DEPLOY_W}x${DEPLOY_H} budget=$BUDGET" >> "$OUTDIR/run.log" 2>&1 \
+    --setting "batch=$BATCH crop=$CROP deploy=${DEPLOY_W}x${DEPLOY_H} budget=$BUDGET data=${DATA:-} weights=$(basename "$WEIGHTS") lr=$BASE_LR $LR_POLICY iters=${ITERS:-budget}" >> "$OUTDIR/run.log" 2>&1 \
     || log "summary failed (see above)"
 }
 fail() { log "FAILED: $*"; summarize; exit 1; }
@@ -114,7 +136,8 @@ if [ "$MODE" = gpu ]; then
   POLL_PID=$!
 fi
 
-# 4. Training data: the bundled photos, rendered with the authors' blur recipe into an LMDB.
+# 4. Training data, rendered with the authors' blur recipe into an LMDB: the carried sharp tiles
+#    (a new blur draw for each of --crops patches per tile), else the bundled training photos.
 mark data
 SITE="$WORK/site"
 if ls "$B"/wheels/*.whl >/dev/null 2>&1; then
@@ -122,47 +145,89 @@ if ls "$B"/wheels/*.whl >/dev/null 2>&1; then
     >> "$OUTDIR/run.log" 2>&1 || fail "pip could not install the bundle's wheels"
 fi
 export PYTHONPATH="$ROOT:$B/python:$SITE${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" -c "import numpy, cv2, skimage, lmdb, google.protobuf" >> "$OUTDIR/run.log" 2>&1 \
-  || fail "$PY lacks a package the converter needs (numpy, cv2, skimage, lmdb, protobuf; run.log)"
-# The photos first, as they are (--photo-size 0), crops from them; only the train split.
-"$PY" -m mrfnet.cli convert --source bundled --bundled-split train --out "$WORK/data" \
-    --crops "$CROPS" --crop-size "$CROP" --size "$PHOTO_SIZE" --workers "$WORKERS" --seed 0 \
-    >> "$OUTDIR/run.log" 2>&1 || fail "mrfnet convert failed (run.log)"
+"$PY" -c "import numpy, cv2, skimage, lmdb, six, google.protobuf" >> "$OUTDIR/run.log" 2>&1 \
+  || fail "$PY lacks a package the converter or the net generator needs (numpy, cv2, skimage, lmdb, six, protobuf; run.log)"
+if [ -n "$TILES" ]; then
+  [ -d "$TILES" ] || fail "--tiles $TILES: no such folder (carry it: docs/gpu.md)"
+  # Held-out tiles never train: tools/gpu/prep_tiles.py leaves them out; check it, by stem.
+  held=$(ls "$TILES" | sed 's/\.[^.]*$//' | grep -Fx -f <(grep -v '^#' "$EXCLUDE" | sed 's/\.[^.]*$//') | head -3)
+  [ -z "$held" ] || fail "--tiles $TILES holds names of $(basename "$EXCLUDE") ($held ...): make the folder with tools/gpu/prep_tiles.py"
+  "$PY" -m mrfnet.cli convert --source sharp --images "$TILES" --out "$WORK/data" --crops "${CROPS:-8}" \
+      --crop-size "$CROP" --size "${PHOTO_SIZE:-256}" --workers "$WORKERS" --seed "$SEED" \
+      >> "$OUTDIR/run.log" 2>&1 || fail "mrfnet convert of --tiles failed (run.log)"
+  DATA="tiles $(basename "$TILES")"
+else
+  # The photos first, as they are (--photo-size 0), crops from them; only the train split.
+  "$PY" -m mrfnet.cli convert --source bundled --bundled-split train --out "$WORK/data" \
+      --crops "${CROPS:-128}" --crop-size "$CROP" --size "${PHOTO_SIZE:-0}" --workers "$WORKERS" --seed "$SEED" \
+      >> "$OUTDIR/run.log" 2>&1 || fail "mrfnet convert failed (run.log)"
+  DATA="bundled photos"
+fi
 log "data: $(tail -1 "$OUTDIR/run.log")"
 
-# 5. Nets and solver from the committed files: the stock-loss train net with this database,
-#    batch and crop; the paper's Adam solver without a test net, snapshot only at the end.
-sed -e "s|source: \"data/train_lmdb\"|source: \"$WORK/data/train_lmdb\"|" -e "s|batch_size: 16|batch_size: $BATCH|" \
-    -e "s|crop_size: 256|crop_size: $CROP|" "$ROOT/models/mrfnet/train.prototxt" > "$WORK/train.prototxt"
-grep -q "source: \"$WORK/data/train_lmdb\"" "$WORK/train.prototxt" && grep -q "batch_size: $BATCH\$" "$WORK/train.prototxt" \
-  || fail "models/mrfnet/train.prototxt changed form (source/batch_size lines); update step 5"
-[ "$MODE" = gpu ] && SOLVER_MODE=GPU || SOLVER_MODE=CPU
+# 5. The train net and solver from the project's generators (`mrfnet caffe-stages --dry-run`:
+#    the stock eq. (5) loss, one EuclideanLoss per scale with equal weights, as
+#    models/mrfnet/train.prototxt; Adam as models/mrfnet/solver.prototxt; no test net) with this
+#    database, batch, crop and lr; the deploy net at the timing size.
 [ "$MODE" = gpu ] && SHOW_EVERY=20 || SHOW_EVERY=1
-solver() {  # solver(prefix, max_iter)
-  grep -v -E '^(test_net|test_iter|test_interval|test_initialization|train_net|max_iter|snapshot|snapshot_prefix|solver_mode|display):' \
-    "$ROOT/models/mrfnet/solver.prototxt"
-  printf 'train_net: "%s"\nmax_iter: %s\nsnapshot: 0\nsnapshot_prefix: "%s"\nsolver_mode: %s\ndisplay: %s\n' \
-    "$WORK/train.prototxt" "$2" "$1" "$SOLVER_MODE" "$SHOW_EVERY"
+GPUS_OPT=(); [ "$MODE" = gpu ] && GPUS_OPT=(--gpus 0)
+RUN="$WORK/run"
+nets() {  # nets(max_iter, lr_policy, display): stage1_train.prototxt, stage1_solver.prototxt in $RUN
+  "$PY" -m mrfnet.cli caffe-stages --dry-run --train-db "$WORK/data/train_lmdb" --out "$RUN" \
+    --batch "$BATCH" --crop "$CROP" --iters "$1" --lr-policy "$2" --display "$3" --snapshot-every "$1" \
+    --base-lr "$BASE_LR" ${STEPSIZE:+--stepsize "$STEPSIZE"} ${CLIP:+--clip-gradients "$CLIP"} --seed "$SEED" \
+    --loss-groups "$ROOT/models/mrfnet/loss_groups_equal.json" "${GPUS_OPT[@]}" >> "$OUTDIR/run.log" 2>&1 \
+    || fail "mrfnet caffe-stages --dry-run failed (run.log)"
 }
-mkdir -p "$WORK/snap"
-solver "$WORK/snap/mrfnet_gpu" 100000000 > "$WORK/solver.prototxt"
 awk -v h="$DEPLOY_H" -v w="$DEPLOY_W" '
   /shape \{/ && !done { inshape = 1; n = 0 }
   inshape && /dim:/ { n++; if (n == 3) sub(/dim: [0-9]+/, "dim: " h); if (n == 4) { sub(/dim: [0-9]+/, "dim: " w); inshape = 0; done = 1 } }
   { print }' "$ROOT/models/mrfnet/deploy.prototxt" > "$WORK/deploy.prototxt"
 grep -q "dim: $DEPLOY_W" "$WORK/deploy.prototxt" || fail "could not set the deploy input to ${DEPLOY_W}x$DEPLOY_H"
 GPU_FLAG=(); [ "$MODE" = gpu ] && GPU_FLAG=(-gpu 0)
+START=()
+if [ "$WEIGHTS" != none ]; then
+  [ -f "$WEIGHTS" ] || fail "--weights $WEIGHTS: no such file"
+  START=(-weights "$(realpath "$WEIGHTS")")
+fi
 
-# 6. Train until the budget's end less the reserve; SIGINT makes Caffe snapshot and stop.
+# 6. Train until --iters or the budget's end less the reserve; SIGINT makes Caffe snapshot and stop.
 TRAIN_S=${TRAIN_SECONDS:-$(( $(left) - RESERVE ))}
 [ "$TRAIN_S" -ge 5 ] || fail "budget too small: ${TRAIN_S}s left for training"
-log "caffe train ${GPU_FLAG[*]} for ${TRAIN_S}s"
+caffe_train() {  # caffe_train(seconds, log, more arguments of caffe train)
+  local s=$1 log=$2; shift 2
+  (cd "$RUN" && GLOG_logtostderr=1 timeout --preserve-status -s INT -k 60 "$s" \
+     "$CAFFE" train -solver stage1_solver.prototxt "${GPU_FLAG[@]}" -sigint_effect stop "$@") > "$log" 2>&1
+}
+last_state() { ls -t "$RUN"/snapshots/*.solverstate 2>/dev/null | head -1; }
+log "caffe train${GPU_FLAG[*]:+ ${GPU_FLAG[*]}} ${START[*]:-(from scratch)} on $DATA, lr $BASE_LR $LR_POLICY, ${ITERS:+$ITERS iterations or }at most ${TRAIN_S}s"
 mark train
-(cd "$WORK" && GLOG_logtostderr=1 timeout --preserve-status -s INT -k 60 "$TRAIN_S" \
-   "$CAFFE" train -solver "$WORK/solver.prototxt" "${GPU_FLAG[@]}" -sigint_effect stop) > "$OUTDIR/train.log" 2>&1
-rc=$?
+if [ "$LR_POLICY" = poly ] && [ -z "$ITERS" ]; then
+  # poly needs the last iteration: a first run at the base lr measures the seconds per iteration,
+  # then the rest resumes from its state with max_iter = what the remaining time holds.
+  t1=$(date +%s)
+  nets "$CALIB_ITERS" step $(( CALIB_ITERS / 8 > 1 ? CALIB_ITERS / 8 : 1 ))
+  caffe_train "$TRAIN_S" "$WORK/calibrate.log" "${START[@]}"
+  rc=$?
+  { echo "--- first run: $CALIB_ITERS iterations to measure the rate (its train.log) ---"; cat "$WORK/calibrate.log"; } >> "$OUTDIR/run.log"
+  spent=$(( $(date +%s) - t1 ))
+  RATE=$("$PY" "$ROOT/tools/gpu/summarize.py" --rate "$WORK/calibrate.log")
+  STATE=$(last_state)
+  [ "$rc" = 0 ] && [ -n "$RATE" ] && [ -n "$STATE" ] || fail "the first run (rate) failed: exit status $rc, rate '$RATE' (run.log)"
+  # Set-up time (net, database, device) as the first run's: its wall time less its iterations.
+  ITERS=$("$PY" -c "import sys; r, n, left, spent = map(float, sys.argv[1:]); setup = max(0.0, spent - n * r)
+print(int(n + max(0.0, left - spent - setup) * 0.97 / r))" "$RATE" "$CALIB_ITERS" "$TRAIN_S" "$spent")
+  log "first run: ${RATE}s per iteration, $spent s in all; poly to 0 at iteration $ITERS"
+  nets "$ITERS" poly "$SHOW_EVERY"
+  caffe_train $(( TRAIN_S - spent > 5 ? TRAIN_S - spent : 5 )) "$OUTDIR/train.log" -snapshot "$(realpath "$STATE")"
+  rc=$?
+else
+  nets "${ITERS:-100000000}" "$LR_POLICY" "$SHOW_EVERY"
+  caffe_train "$TRAIN_S" "$OUTDIR/train.log" "${START[@]}"
+  rc=$?
+fi
 mark trained
-MODEL=$(ls -t "$WORK"/snap/*.caffemodel 2>/dev/null | head -1)
+MODEL=$(ls -t "$RUN"/snapshots/*.caffemodel 2>/dev/null | head -1)
 [ "$rc" = 0 ] && [ -n "$MODEL" ] || fail "caffe train exit status $rc (train.log)"
 cp "$MODEL" "$OUTDIR/mrfnet_gpu.caffemodel"
 log "trained: $(basename "$MODEL")"

@@ -144,11 +144,19 @@ def summarize(out, phases_file, mode, setting):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--rate", metavar="LOG",
+                    help="only print the seconds per iteration of this caffe train log (the device "
+                         "script's first run, which sets the poly schedule's last iteration)")
     ap.add_argument("--phases", default="")
     ap.add_argument("--mode", default="gpu")
     ap.add_argument("--setting", default="")
     a = ap.parse_args(argv)
+    if a.rate:
+        print(parse_train(a.rate).get("seconds_per_iteration", ""))
+        return 0
+    if not a.out:
+        ap.error("--out is required")
     summarize(a.out, a.phases, a.mode, a.setting)
     return 0
 
