@@ -150,6 +150,7 @@ export PYTHONPATH="$ROOT:$B/python:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 if [ -n "$TILES" ]; then
   [ -d "$TILES" ] || fail "--tiles $TILES: no such folder (carry it: docs/gpu.md)"
   # Held-out tiles never train: tools/gpu/prep_tiles.py leaves them out; check it, by stem.
+  [ -f "$EXCLUDE" ] || fail "--exclude $EXCLUDE: no such list file"
   held=$(ls "$TILES" | sed 's/\.[^.]*$//' | grep -Fx -f <(grep -v '^#' "$EXCLUDE" | sed 's/\.[^.]*$//') | head -3)
   [ -z "$held" ] || fail "--tiles $TILES holds names of $(basename "$EXCLUDE") ($held ...): make the folder with tools/gpu/prep_tiles.py"
   "$PY" -m mrfnet.cli convert --source sharp --images "$TILES" --out "$WORK/data" --crops "${CROPS:-8}" \
