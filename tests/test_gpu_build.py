@@ -112,6 +112,7 @@ def test_device_bundle():
     assert "code=sm_90" in manifest and "USE_OPENCV := 0" in manifest
     assert "libcudart.so.13" in manifest and "libcublas.so.13" in manifest
     assert "caffe-bundle/bin/caffe.bin" in names
+    assert "caffe-bundle/python/caffe/net_spec.py" in names        # the net generators run there
     assert any(n.startswith("caffe-bundle/wheels/lmdb-") and n.endswith("cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
                for n in names)
     libs = [n for n in names if n.startswith("caffe-bundle/lib/")]
