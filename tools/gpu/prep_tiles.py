@@ -5,7 +5,7 @@ The device tool carries at most 64 MiB per call: the working tree, the Caffe bun
 tiles together. The run renders them there with `mrfnet convert --source sharp --size 256`,
 whose first step resizes every photo to 256x256 (the authors' recipe), so the tiles are resized
 here with the converter's own imresize (a 256x256 tile passes through it unchanged) and written
-as JPEG (quality 90 by default; PNG keeps them exact but is about 4 times larger). Held-out
+as JPEG (quality 90 by default; PNG keeps them exact but is about 5 times larger). Held-out
 tiles never travel: every name of --exclude is left out, matched by stem so that a re-encoded
 copy (.png for .jpg) is caught too. When all training tiles do not fit, an even subset of each
 class is kept (seeded), as many as fit.

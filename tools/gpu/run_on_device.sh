@@ -20,7 +20,9 @@
 # max_iter set so that the lr reaches 0 at the budget's end; `caffe time -gpu 0` of
 # models/mrfnet/deploy.prototxt at 1280x768; a summary. nvidia-smi samples GPU memory
 # throughout. Files in --out: run.log, train.log, time.log, gpu_memory.csv, summary.json,
-# summary.md, mrfnet_gpu.caffemodel.
+# summary.md, mrfnet_gpu.caffemodel. Training options: --weights FILE|none, --tiles DIR,
+# --exclude LIST, --crops N, --photo-size N, --batch N, --crop N, --base-lr LR, --lr-policy
+# step|poly, --iters N, --stepsize N, --clip-gradients NORM, --calib-iters N, --seed N.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 T0=$(date +%s)
@@ -67,7 +69,7 @@ while [ $# -gt 0 ]; do
     --clip-gradients) CLIP=$2; shift 2 ;;
     --calib-iters) CALIB_ITERS=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
-    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,25p "$0"; exit 0 ;;
     *) echo "run_on_device.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
