@@ -335,7 +335,7 @@ def _free_gb():
 
 
 def test_blobs_that_cannot_fit_say_so_with_a_batch_that_would(repo, env):
-    """MRFNet at a batch of 20 of 1024x1024 needs about 180 GB for its blobs and gradients
+    """MRFNet at a batch of 20 of 1024x1024 needs at least 176 GB for its blobs and gradients
     (about the most it can ask: a larger batch or image takes a blob past Caffe's 2^31
     elements, which Caffe refuses while it builds the net)."""
     if _free_gb() > 150:
