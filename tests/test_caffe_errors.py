@@ -134,7 +134,8 @@ def test_source_that_is_not_an_lmdb(repo, env, kind):
 
 
 def test_leveldb_backend_this_build_lacks(repo, env):
-    net = _edit(repo, "models/mrfnet/test.prototxt", "ldb.prototxt", ("backend: LMDB", "backend: LEVELDB"))
+    net = _edit(repo, "models/mrfnet/test.prototxt", "ldb.prototxt",
+                ("backend: LMDB", "backend: LEVELDB"))
     _fails(repo, env, "time", "-model", net, names=(net, "LevelDB", "backend: LMDB"))
 
 
@@ -189,19 +190,22 @@ def test_hdf5_data_problems(repo, env, case):
 def test_missing_solver_and_model(repo, env):
     _fails(repo, env, "train", "-solver", "models/mrfnet/nope.prototxt",
            names=("-solver models/mrfnet/nope.prototxt", "no such file", str(repo)))
-    _fails(repo, env, "time", "-model", "nope.prototxt", names=("-model nope.prototxt", "no such file"))
+    _fails(repo, env, "time", "-model", "nope.prototxt",
+           names=("-model nope.prototxt", "no such file"))
     _fails(repo, env, "train", names=("-solver",))
 
 
 def test_solver_that_does_not_parse_keeps_line_and_column(repo, env):
     solver = _edit(repo, SOLVER, "typo_solver.prototxt", ("base_lr:", "bas_lr:"))
-    line = next(i for i, l in enumerate((repo / solver).read_text().splitlines(), 1) if "bas_lr" in l)
+    lines = (repo / solver).read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "bas_lr" in text)
     _fails(repo, env, "train", "-solver", solver,
            names=(f"typo_solver.prototxt:{line}:", 'no field named "bas_lr"', "-solver"))
 
 
 def test_solver_naming_a_missing_net(repo, env):
-    solver = _edit(repo, SOLVER, "s.prototxt", ("models/mrfnet/train.prototxt", "models/mrfnet/gone.prototxt"))
+    solver = _edit(repo, SOLVER, "s.prototxt",
+                   ("models/mrfnet/train.prototxt", "models/mrfnet/gone.prototxt"))
     _fails(repo, env, "train", "-solver", solver,
            names=("models/mrfnet/gone.prototxt", "named by s.prototxt", "no such file"))
 
@@ -241,7 +245,8 @@ def test_weights_that_are_not_a_caffemodel(test_data, env, kind):
         w.write_bytes(b"")
     expected = {"missing": "no such file", "truncated": "truncated or not a caffemodel",
                 "a prototxt": "truncated or not a caffemodel", "empty": "holds no weights"}[kind]
-    _fails(test_data, env, "test", "-model", "models/mrfnet/test.prototxt", "-weights", "w.caffemodel",
+    _fails(test_data, env, "test", "-model", "models/mrfnet/test.prototxt",
+           "-weights", "w.caffemodel",
            names=("-weights w.caffemodel", expected))
 
 
@@ -296,7 +301,8 @@ def test_snapshot_of_another_net_or_solver(snapshot, env):
     narrow = _tiny_solver(repo, "narrow", net_edits=(("num_output: 32", "num_output: 16"),))
     _fails(repo, env, "train", "-solver", narrow, "-snapshot", state,
            names=(state, "snap/tiny_iter_1.caffemodel", "layer 'Conv1'", "another net"))
-    sgd = _edit(repo, "tiny_solver.prototxt", "sgd_solver.prototxt", ('type: "Adam"', 'type: "SGD"'))
+    sgd = _edit(repo, "tiny_solver.prototxt", "sgd_solver.prototxt",
+                ('type: "Adam"', 'type: "SGD"'))
     _fails(repo, env, "train", "-solver", sgd, "-snapshot", state,
            names=(state, "history blobs", "SGD", "another net or solver"))
 
@@ -317,7 +323,8 @@ def test_snapshot_whose_caffemodel_is_elsewhere(snapshot, env):
 
 @pytest.mark.parametrize("edit, names", [
     (('module: "layers.caffe_layers"', 'module: "layers.no_such_module"'),
-     ("'layers.no_such_module'", "cannot import", "No module named", "search path", ".venv/bin/caffe")),
+     ("'layers.no_such_module'", "cannot import", "No module named", "search path",
+      ".venv/bin/caffe")),
     (('layer: "ScaleRefinementLoss"', 'layer: "NoSuchLoss"'),
      ("'NoSuchLoss'", "'layers.caffe_layers'", "has none")),
 ])
@@ -325,6 +332,20 @@ def test_python_layer_that_does_not_import(test_data, env, edit, names):
     net = _edit(test_data, "models/mrfnet/train_pylayer.prototxt", "py.prototxt", *TINY, edit)
     _fails(test_data, env, "time", "-model", net, "-iterations", "1",
            names=("py.prototxt", "layer 'loss' (Python)") + names)
+
+
+def test_good_hdf5_and_python_layer_nets_run_as_before(test_data, env):
+    data = test_data / "data"
+    with h5py.File(data / "ok.h5", "w") as f:
+        f["data"] = np.random.rand(4, 3, 32, 32).astype(np.float32)
+        f["label"] = np.random.rand(4, 3, 32, 32).astype(np.float32)
+    (data / "ok.txt").write_text("data/ok.h5\n")
+    h5 = _edit(test_data, "models/mrfnet/train_hdf5.prototxt", "h5ok.prototxt",
+               ("data/train_hdf5.txt", "data/ok.txt"), ("batch_size: 16", "batch_size: 2"))
+    py = _edit(test_data, "models/mrfnet/train_pylayer.prototxt", "pyok.prototxt", *TINY)
+    for net in (h5, py):
+        rc, out = _caffe(test_data, env, "time", "-model", net, "-iterations", "1")
+        assert rc == 0 and "Average Forward-Backward" in out, out[-3000:]
 
 
 # ---------------------------------------------------------------- memory
@@ -341,7 +362,8 @@ def test_blobs_that_cannot_fit_say_so_with_a_batch_that_would(repo, env):
     if _free_gb() > 150:
         pytest.skip(f"this machine has {_free_gb():.0f} GB free: the net would fit")
     net = _edit(repo, "models/mrfnet/deploy.prototxt", "huge.prototxt",
-                ("dim: 1\n", "dim: 20\n"), ("dim: 256\n      dim: 256", "dim: 1024\n      dim: 1024"))
+                ("dim: 1\n", "dim: 20\n"),
+                ("dim: 256\n      dim: 256", "dim: 1024\n      dim: 1024"))
     msg = _fails(repo, env, "time", "-model", net, "-iterations", "1",
                  names=("huge.prototxt", "a batch of 20", "20 x 3 x 1024 x 1024", "GB"))
     assert "would fit" in msg or "Not even a batch of 1" in msg
