@@ -133,6 +133,13 @@ def test_source_that_is_not_an_lmdb(repo, env, kind):
     assert "mrfnet convert --out data" in msg
 
 
+def test_images_smaller_than_the_crop(test_data, env):
+    # data/train_lmdb holds 32x32 pairs; the committed train net crops 256x256
+    _fails(test_data, env, "train", "-solver", SOLVER,
+           names=("models/mrfnet/train.prototxt", "layer 'pair'", "crops 256x256",
+                  "data/train_lmdb", "32x32", "mrfnet convert --crop-size"))
+
+
 def test_leveldb_backend_this_build_lacks(repo, env):
     net = _edit(repo, "models/mrfnet/test.prototxt", "ldb.prototxt",
                 ("backend: LMDB", "backend: LEVELDB"))
@@ -367,3 +374,27 @@ def test_blobs_that_cannot_fit_say_so_with_a_batch_that_would(repo, env):
     msg = _fails(repo, env, "time", "-model", net, "-iterations", "1",
                  names=("huge.prototxt", "a batch of 20", "20 x 3 x 1024 x 1024", "GB"))
     assert "would fit" in msg or "Not even a batch of 1" in msg
+
+
+def test_a_blob_past_caffes_limit(repo, env):
+    """A batch of 60 of 1024x1024 gives MRFNet a blob of more than 2^31 - 1 elements, which
+    Blob::Reshape refuses while the net is built, before any memory could be counted."""
+    net = _edit(repo, "models/mrfnet/deploy.prototxt", "wide.prototxt",
+                ("dim: 1\n", "dim: 60\n"),
+                ("dim: 256\n      dim: 256", "dim: 1024\n      dim: 1024"))
+    _fails(repo, env, "time", "-model", net, names=("wide.prototxt", "2^31 - 1", "batch_size"))
+
+
+def test_memory_refused_while_running(repo, env):
+    """Memory that passes the check but that the system then refuses (here a 3 GB address-space
+    limit for a net of about 4 GB): SyncedMemory's failed allocation becomes the message."""
+    if _free_gb() < 8:
+        pytest.skip("the memory check would stop this net first")
+    net = _edit(repo, "models/mrfnet/deploy.prototxt", "mid.prototxt", ("dim: 1\n", "dim: 2\n"),
+                ("dim: 256\n      dim: 256", "dim: 512\n      dim: 512"))
+    command = f"ulimit -v 3000000; exec caffe time -model {net} -iterations 1"
+    r = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True,
+                       text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and STACK not in out, out[-3000:]
+    assert "caffe: mid.prototxt: out of memory (" in out, out[-3000:]
