@@ -12,6 +12,7 @@ what the same layers give image by image (within float rounding: sums are reorde
 planes in parallel give the direct loop's values and mask, and the process really runs the
 OpenMP runtime and the OpenMP OpenBLAS.
 0005 lets `caffe train` create its snapshot folder: test_readme_sequence.py.
+0006 makes `caffe train/test/time` stop on bad input with one message: test_caffe_errors.py.
 """
 import subprocess
 import sys
