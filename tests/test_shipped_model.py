@@ -1,6 +1,6 @@
 """What the shipped MRFNet (models/mrfnet/mrfnet.caffemodel, MODEL.md) really does, on pairs
-rendered afresh here (other kernels than MODEL.md's tables): held-out aerial tiles it never saw
-and the bundled held-out photos. The thresholds sit a little below the gains measured for
+rendered afresh here (other kernels than MODEL.md's tables): the test aerial tiles (never trained
+on, never used for a choice) and the bundled held-out photos. The thresholds sit a little below the gains measured for
 MODEL.md, so a worse model fails."""
 import subprocess
 
@@ -14,11 +14,13 @@ from evaluation.evaluate import evaluate, summarize
 from inference.backends import load
 from inference.models import resolve_model
 
-# measured on exactly these pairs for MODEL.md (+1.10 dB aerial, worst tile -0.44 dB, +1.10 dB
-# bundled), minus a margin; the issue's targets (+3 dB, +1.5 dB, worst -0.1 dB) are not met
-AERIAL_MIN_GAIN_DB = 1.0
-BUNDLED_MIN_GAIN_DB = 0.95
-WORST_IMAGE_DB = -0.6
+# measured on exactly these pairs (the 112 test tiles at seed 2024, the bundled photos at seed 7)
+# for MODEL.md: +1.09 dB aerial (SSIM 0.675 -> 0.732), worst tile -1.97 dB, +1.26 dB bundled;
+# the model shipped before it: +1.05, -1.47, +1.10 (it fails the first and the third bound).
+# The issue's targets (+2.5 dB, worst -0.1 dB, bundled +2 dB) are not met.
+AERIAL_MIN_GAIN_DB = 1.06
+BUNDLED_MIN_GAIN_DB = 1.2
+WORST_IMAGE_DB = -2.1
 
 
 @pytest.fixture(scope="module")
