@@ -53,9 +53,9 @@ def add_arguments(p):
     p.add_argument("--ensemble", action="store_true",
                    help="x8 self-ensemble for images and video frames: the average of the "
                         "outputs under the 8 flips/90-degree rotations, each turned back "
-                        "(8 forwards per image: about 8x the time, for +0.16 dB mean PSNR "
-                        "on the 14 validation aerial tiles and +0.08 dB on the bundled "
-                        "held-out photos with the shipped model; docs/inference.md)")
+                        "(8 forwards per image: about 8x the time, for +0.11 dB mean PSNR "
+                        "on the 112 test aerial tiles with the shipped model, worst tile "
+                        "-1.80 -> -1.32 dB; docs/inference.md)")
     from .video_command import add_video_arguments
 
     add_video_arguments(p)
