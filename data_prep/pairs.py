@@ -37,10 +37,9 @@ def render_pairs(items, folder, seed, split_id=SPLIT_ID, size=256, draws=1):
     shutil.rmtree(tmp, ignore_errors=True)
     out, params, recipe = [], {}, Recipe(size=size)
     try:
-        for d in range(draws):
-            for i, it in enumerate(items):
-                photo = (bundled.load(it.sharp) if it.kind == "bundled"
-                         else read_image_with_notes(it.sharp)[0])
+        for i, it in enumerate(items):
+            photo = bundled.load(it.sharp) if it.kind == "bundled" else read_image_with_notes(it.sharp)[0]
+            for d in range(draws):
                 blurred, sharp, p = render(photo, recipe, sample_streams(seed + d, i, 0, split_id))
                 stem = Path(it.name).name.rsplit(".", 1)[0] + (f"_s{seed + d}" if draws > 1 else "")
                 write_image(tmp / "blur" / f"{stem}.png", blurred)

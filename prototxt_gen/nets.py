@@ -22,6 +22,8 @@ from caffe import layers as L, params as P  # noqa: E402
 from caffe.net_spec import NetSpec  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
+from layers.scale_loss import CHARBONNIER_EPS, PENALTIES  # noqa: E402
+
 from . import topology as T  # noqa: E402
 from .units import downsample, refinement  # noqa: E402
 
@@ -39,8 +41,6 @@ SOURCES = {
 }
 DATA_KINDS = ("lmdb", "hdf5", "input")
 LOSS_KINDS = ("stock", "python")
-PENALTIES = ("l2", "l1", "charbonnier")
-CHARBONNIER_EPS = 1e-3   # = layers.scale_loss.CHARBONNIER_EPS (checked by the tests)
 LOSS_MODULE, LOSS_LAYER = "layers.caffe_layers", "ScaleRefinementLoss"
 CHANNELS = 3
 

@@ -123,7 +123,9 @@ def load_history(path):
         return {"runs": [], "test": []}
     with open(path) as f:
         doc = json.load(f)
-    return {"runs": doc.get("runs", []), "test": doc.get("test", []), "note": doc.get("note")}
+    doc.setdefault("runs", [])
+    doc.setdefault("test", [])
+    return doc
 
 
 def save_history(path, history, points, val_set):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from layers.errors import LayersError
 from layers.loss_groups import default_groups, validate_groups
+from layers.scale_loss import PENALTIES
 from prototxt_gen.topology import DEFAULT_PATHS, DEFAULT_VARIANT, MAX_PATHS, MIN_PATHS, VARIANTS
 from solver import schedule as S
 from solver.errors import MissingInputError, RunConfigError
@@ -37,7 +38,7 @@ def add_common_arguments(p):
     p.add_argument("--clip-gradients", type=float, default=None, metavar="NORM",
                    help="Caffe's clip_gradients: scale the whole gradient down to this L2 norm "
                         "when it is larger (default: no clipping, as the paper)")
-    p.add_argument("--loss", choices=("l2", "l1", "charbonnier"), default=None,
+    p.add_argument("--loss", choices=PENALTIES, default=None,
                    help="per-scale penalty: l2 = the paper's eq. (5) (default); l1 or "
                         "charbonnier (sqrt(d^2 + 1e-6)) with the same per-scale normalisation")
     p.add_argument("--snapshot-every", type=int, default=None,

@@ -13,8 +13,8 @@ from solver.errors import RunConfigError
 # Field order of the rendered file (SolverParameter names).
 _ORDER = ("train_net", "test_net", "test_iter", "test_interval", "test_initialization", "type",
           "base_lr", "momentum", "momentum2", "delta", "weight_decay", "lr_policy", "gamma",
-          "power", "stepsize", "stepvalue", "max_iter", "clip_gradients", "display", "average_loss", "snapshot",
-          "snapshot_prefix", "snapshot_after_train", "solver_mode", "random_seed")
+          "power", "stepsize", "stepvalue", "max_iter", "clip_gradients", "display", "average_loss",
+          "snapshot", "snapshot_prefix", "snapshot_after_train", "solver_mode", "random_seed")
 _STRINGS = {"train_net", "test_net", "type", "lr_policy", "snapshot_prefix"}
 _ENUMS = {"solver_mode"}
 
