@@ -32,6 +32,7 @@ from data_prep.errors import DataPrepError
 from data_prep.imageio import read_image_with_notes
 from data_prep.recipe import apply_authors_blur, draw_authors_blur
 from data_prep.resize import imresize
+from inference.ensemble import transform
 from solver.errors import RunConfigError
 
 MARGIN = 40   # > Gaussian (5) + motion (31) kernel extents of the recipe
@@ -67,10 +68,10 @@ def load_photos(folder, size=256, exclude=None, min_side=8, stream=sys.stderr):
 
 def dihedral(img, flip, quarter_turns):
     """`img` (H x W x C) flipped top-bottom when `flip`, then rotated by 90 degrees
-    `quarter_turns` times (counter-clockwise, numpy's rot90)."""
-    if flip:
-        img = img[::-1]
-    return np.rot90(img, int(quarter_turns))
+    `quarter_turns` times (counter-clockwise, numpy's rot90): one of the eight symmetries of
+    inference.ensemble.transform (a top-bottom flip is a left-right flip and a half turn)."""
+    k = int(quarter_turns)
+    return transform(img, (k + 2) % 4 if flip else k, flip)
 
 
 def render_crop(photo, params, y, x, crop, mirror):
