@@ -51,16 +51,6 @@ def parse_param_str(param_str, layer_desc):
     return value
 
 
-def loss_param_str(weights, name=None, penalty="l2"):
-    """The param_str a prototxt writer should put on a ScaleRefinementLoss layer."""
-    d = {"weights": [float(w) for w in weights]}
-    if name:
-        d["name"] = str(name)
-    if penalty != "l2":
-        d["penalty"] = penalty
-    return json.dumps(d)
-
-
 class _ParamLayer(caffe.Layer):
     """Shared param_str handling: known keys only, and a description for error messages."""
 

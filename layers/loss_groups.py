@@ -71,8 +71,8 @@ def validate_groups(groups, num_paths, where="loss weight groups"):
     return out
 
 
-def weights_at(groups, progress_fraction):
-    """Weights of the group active at `progress_fraction` (= iteration / max_iter, >= 0).
+def active_group(groups, progress_fraction):
+    """Index of the group active at `progress_fraction` (= iteration / max_iter, >= 0).
 
     Fractions >= 1 keep the last group (training past the plan keeps its final emphasis).
     """
@@ -82,16 +82,22 @@ def weights_at(groups, progress_fraction):
         raise LossGroupError(f"weights_at: progress must be a number, got {progress_fraction!r}") from None
     if not p >= 0.0:  # also rejects NaN
         raise LossGroupError(f"weights_at: progress must be >= 0, got {progress_fraction!r}")
-    active = groups[0]
-    for g in groups:
-        if g["start_fraction"] <= p:
-            active = g
-    return list(active["weights"])
+    return max(i for i, g in enumerate(groups) if g["start_fraction"] <= p or i == 0)
+
+
+def weights_at(groups, progress_fraction):
+    """Weights of the group active at `progress_fraction` (see active_group)."""
+    return list(groups[active_group(groups, progress_fraction)]["weights"])
 
 
 def _start_iter(fraction, max_iter):
     # First integer iteration `it` with it / max_iter >= fraction (same rule as weights_at).
     return int(math.ceil(fraction * max_iter - 1e-9))
+
+
+def group_starts(groups, max_iter):
+    """Iterations where a group after the first begins (the lines on the loss plot)."""
+    return [_start_iter(g["start_fraction"], max_iter) for g in groups[1:]]
 
 
 def stage_iterations(groups, max_iter):

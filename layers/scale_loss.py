@@ -16,12 +16,24 @@ twin (prototxt_gen.nets: Eltwise difference, then AbsVal or Power layers, then R
 
 Kept free of Caffe so the numbers can be tested and reused without a net.
 """
+import json
+
 import numpy as np
 
 from layers.errors import LossWeightError
 
 PENALTIES = ("l2", "l1", "charbonnier")
 CHARBONNIER_EPS = 1e-3
+
+
+def loss_param_str(weights, name=None, penalty="l2"):
+    """The param_str of a ScaleRefinementLoss layer (layers.caffe_layers), keys in the order of
+    the committed train_pylayer.prototxt files: name, weights, penalty (left out for "l2")."""
+    d = {"name": str(name)} if name else {}
+    d["weights"] = [float(w) for w in weights]
+    if penalty != "l2":
+        d["penalty"] = penalty
+    return json.dumps(d)
 
 
 def check_penalty(penalty, where="scale refinement loss"):

@@ -14,7 +14,6 @@ stock flavour becomes, per scale, Eltwise (pred - label) -> AbsVal (l1) or Power
 Power(0.5, shift eps^2) (charbonnier) -> Reduction SUM with coeff w_k/(K c_k h_k w_k N), which
 Caffe's CLI and multi-GPU training run like any stock layer.
 """
-import json
 import os
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -22,7 +21,7 @@ from caffe import layers as L, params as P  # noqa: E402
 from caffe.net_spec import NetSpec  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
-from layers.scale_loss import CHARBONNIER_EPS, PENALTIES  # noqa: E402
+from layers.scale_loss import CHARBONNIER_EPS, PENALTIES, loss_param_str  # noqa: E402
 
 from . import topology as T  # noqa: E402
 from .units import downsample, refinement  # noqa: E402
@@ -117,12 +116,9 @@ def train_net(variant=T.DEFAULT_VARIANT, paths=T.DEFAULT_PATHS, *, data="lmdb", 
         for k, lw in zip(ks, stock_loss_weights(paths, crop, w)):
             _stock_penalty(n, k, preds[k], labels[k], penalty, lw / batch_size)
     else:
-        param = {"name": "loss", "weights": w}
-        if penalty != "l2":
-            param["penalty"] = penalty
         n.loss = L.Python(*[preds[k] for k in ks], *[labels[k] for k in ks], loss_weight=1.0,
                           python_param={"module": LOSS_MODULE, "layer": LOSS_LAYER,
-                                        "param_str": json.dumps(param)})
+                                        "param_str": loss_param_str(w, "loss", penalty)})
     return _named(n, f"{variant}_p{paths}_{phase}_{data}_{loss}",
                   rename={"data": "slice_pair"} if data == "lmdb" else None)
 

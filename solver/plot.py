@@ -1,6 +1,5 @@
 """Loss curves from a train_log.jsonl, drawn like the paper's Fig. 5 (training loss against
 epochs), plus the per-scale terms, the loss-weight group switches and validation PSNR/SSIM."""
-import math
 import os
 
 import matplotlib
@@ -99,7 +98,3 @@ def save_figure(fig, png_path):
     os.replace(tmp, png_path)
     return png_path
 
-
-def group_starts_from(groups, max_iter):
-    """Iterations where a loss-weight group after the first begins."""
-    return [int(math.ceil(g["start_fraction"] * max_iter - 1e-9)) for g in groups[1:]]

@@ -31,7 +31,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from layers import metrics  # noqa: E402
 from layers.caffe_layers import scale_loss_blobs, scale_terms, set_loss_weights  # noqa: E402
 from layers.errors import LayerParamError  # noqa: E402
-from layers.loss_groups import weights_at  # noqa: E402
+from layers.loss_groups import active_group, group_starts  # noqa: E402
 from prototxt_gen.topology import (DEFAULT_PATHS, DEFAULT_VARIANT, TopologyError,  # noqa: E402
                                    check_paths, check_variant, total_stride)
 from solver import plan as PL  # noqa: E402
@@ -44,7 +44,7 @@ from solver import parallel as DP  # noqa: E402
 from inference.errors import InferenceError  # noqa: E402
 from inference.weights import copy_checked  # noqa: E402
 from solver.errors import MissingInputError, RunConfigError, TrainingDiverged  # noqa: E402
-from solver.plot import group_starts_from, plot_log  # noqa: E402
+from solver.plot import plot_log  # noqa: E402
 from mrfnet.caffe_memory import reuse_blob_memory  # noqa: E402
 from mrfnet.progress import ProgressBar  # noqa: E402
 from solver.runlog import RunLog, read_log, truncate_after  # noqa: E402
@@ -317,7 +317,7 @@ class Run:
         if self.state and old.exists():
             before = json.loads(old.read_text()).get("schedule", {}).get("max_iter")
             if before is not None and before != self.max_iter:
-                starts = group_starts_from(self.groups, self.max_iter)
+                starts = group_starts(self.groups, self.max_iter)
                 self.bar.message(f"note: max_iter changes from {before} to {self.max_iter} on "
                                  f"resume; loss-weight groups now switch at iterations {starts}")
         self.val_every = int(self.sched["test_interval"] or 0)
@@ -466,10 +466,8 @@ class Run:
                        self.sched["lr_policy"], self.max_iter, self.sched["power"])
 
     def group_at(self, it):
-        frac = it / self.max_iter
-        idx = max(i for i, g in enumerate(self.groups) if g["start_fraction"] <= frac) \
-            if frac >= 0 else 0
-        return idx, weights_at(self.groups, frac)
+        idx = active_group(self.groups, it / self.max_iter)
+        return idx, list(self.groups[idx]["weights"])
 
     def snapshot(self, it):
         self.solver.snapshot()
@@ -523,7 +521,7 @@ class Run:
         try:
             plot_log(self.dir / LOG_NAME, self.dir / PNG_NAME,
                      iterations_per_epoch=self.sched["iterations_per_epoch"],
-                     group_starts=group_starts_from(self.groups, self.max_iter),
+                     group_starts=group_starts(self.groups, self.max_iter),
                      title=f"{self.cfg['variant']} P={self.cfg['paths']}: training loss "
                            f"(cf. paper Fig. 5)")
         except Exception as exc:  # a plot must never kill a training run

@@ -12,7 +12,7 @@ from scipy import ndimage
 os.environ.setdefault("GLOG_minloglevel", "2")
 import caffe  # noqa: E402,F401  (the suite needs real Caffe)
 
-from layers.caffe_layers import loss_param_str  # noqa: E402
+from layers.scale_loss import loss_param_str  # noqa: E402
 
 NET = """
 name: "tiny_two_scale"

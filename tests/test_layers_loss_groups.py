@@ -94,3 +94,15 @@ def test_bad_arguments():
             lg.default_groups(bad)
     with pytest.raises(LossGroupError, match="max_iter"):
         lg.stage_iterations(lg.default_groups(2), 0)
+
+
+def test_group_starts_and_active_group_agree_with_stage_iterations():
+    """One boundary rule: the plot's switch lines, the trainer's group and the `caffe train`
+    stages all start a group at the same iteration."""
+    for paths, max_iter in ((4, 1000), (3, 7), (2, 10001)):
+        groups = lg.default_groups(paths)
+        stages = lg.stage_iterations(groups, max_iter)
+        assert lg.group_starts(groups, max_iter) == [s["start_iter"] for s in stages[1:]]
+        for s in stages:
+            for it in (s["start_iter"], s["end_iter"] - 1):
+                assert lg.active_group(groups, it / max_iter) == s["group"]

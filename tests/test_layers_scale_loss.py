@@ -10,7 +10,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 import caffe  # noqa: E402
 
 from layers import scale_loss  # noqa: E402
-from layers.caffe_layers import loss_layers, loss_param_str, set_loss_weights  # noqa: E402
+from layers.caffe_layers import loss_layers, set_loss_weights  # noqa: E402
+from layers.scale_loss import loss_param_str  # noqa: E402
 from layers.errors import LayerParamError, LossWeightError  # noqa: E402
 from gradcheck import central_difference  # noqa: E402
 

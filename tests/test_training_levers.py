@@ -18,7 +18,7 @@ from data_prep import recipe  # noqa: E402
 from data_prep.imageio import write_image  # noqa: E402
 from gradcheck import central_difference  # noqa: E402
 from layers import scale_loss  # noqa: E402
-from layers.caffe_layers import loss_param_str  # noqa: E402
+from layers.scale_loss import loss_param_str  # noqa: E402
 from prototxt_gen import nets  # noqa: E402
 from prototxt_gen.caffe_net import load  # noqa: E402
 from solver import schedule as S, solver_file as SF  # noqa: E402
