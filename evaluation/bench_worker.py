@@ -23,11 +23,12 @@ import time
 
 import numpy as np
 
+from mrfnet.sysmem import status_bytes
+
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 def _peak_rss_mb():
-    from inference.memprobe import status_bytes
     peak = status_bytes("VmHWM")
     return float("nan") if peak is None else peak / 2 ** 20
 

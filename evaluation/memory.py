@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mrfnet.sysmem import available_bytes, status_bytes
+
 from .errors import EvaluationError
 
 DEFAULT_BATCHES = (8, 16)
@@ -28,19 +30,12 @@ MEASURE = "peak RSS of a CPU training process (VmHWM), not GPU memory"
 
 
 def _available_mb():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    avail = available_bytes()
+    return None if avail is None else avail / 2 ** 20
 
 
 def _status_mb(field):
     """A /proc/self/status memory field in MB, or None off Linux."""
-    from inference.memprobe import status_bytes
     value = status_bytes(field)
     return None if value is None else value / 2 ** 20
 

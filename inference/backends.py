@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mrfnet.caffe_memory import reuse_blob_memory
+from mrfnet.sysmem import measure_forward
 
 from .errors import InferenceError, ModelNotFoundError, WeightsMismatchError
 from .netfile import DeployNet, get_all, get_one
@@ -402,9 +403,7 @@ def _measured_model(backend, weights, fixed, live, all_blobs):
     """(fixed, bytes per pixel): the peak growth of one forward at the probe size, measured in
     a fresh process (inference.memprobe), or `all_blobs` bytes where that measurement is
     missing or below `live` (the blobs alive at one time, a lower bound)."""
-    from .memprobe import measure
-
-    measured = measure(backend.deploy, weights, backend.name, _PROBE)
+    measured = measure_forward(backend.deploy, weights, backend.name, _PROBE)
     ok = measured is not None and measured >= live
     return int(fixed), float(measured if ok else all_blobs) / (_PROBE * _PROBE)
 

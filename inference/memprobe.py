@@ -2,31 +2,21 @@
 
     python -m inference.memprobe DEPLOY WEIGHTS [--backend opencv|onnxruntime|caffe] [--side 256]
 
-prints one JSON line: {"peak_growth_bytes": ..., "side": ...}. The tile planner uses it for
-OpenCV and ONNX Runtime, whose memory reuse makes the sum of all blobs a 3-4x overestimate. It
-runs in its own process because a peak measured inside a long-lived one is unreliable: the
-allocator hands a forward memory that earlier work freed, and the growth seen is then too small.
+prints one JSON line: {"peak_growth_bytes": ..., "side": ...}; mrfnet.sysmem.measure_forward
+starts it and reads the line. The tile planner uses it for OpenCV and ONNX Runtime, whose memory
+reuse makes the sum of all blobs a 3-4x overestimate. It runs in its own process because a peak
+measured inside a long-lived one is unreliable: the allocator hands a forward memory that earlier
+work freed, and the growth seen is then too small.
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
 
 import numpy as np
 
+from mrfnet.sysmem import status_bytes
 
-def status_bytes(field):
-    """A memory field of /proc/self/status (VmRSS, VmHWM, RssAnon, ...) in bytes; None where
-    there is none (not Linux). The one reader of it for inference and evaluation."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+from .backends import BACKENDS, load
 
 
 def peak_growth(backend, side):
@@ -44,22 +34,7 @@ def peak_growth(backend, side):
     return peak - before
 
 
-def measure(deploy, weights, backend="opencv", side=256, timeout=300):
-    """Peak growth in bytes of one forward at side x side, measured in a fresh process; None
-    when it cannot be measured here (no /proc, the child failed)."""
-    cmd = [sys.executable, "-m", "inference.memprobe", str(deploy), str(weights),
-           "--backend", backend, "--side", str(side)]
-    env = dict(os.environ, GLOG_minloglevel="2")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_growth_bytes"])
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError):
-        return None
-
-
 def main(argv=None):
-    from .backends import BACKENDS, load
-
     p = argparse.ArgumentParser(prog="python -m inference.memprobe", description=__doc__.splitlines()[0])
     p.add_argument("deploy")
     p.add_argument("weights")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mrfnet.sysmem import available_bytes
+
 from .errors import InferenceError
 
 DEFAULT_MEM_LIMIT_MB = 4096
@@ -26,14 +28,10 @@ MEM_SAFETY = 1.15  # the estimate leaves out allocator overhead and small per-la
 
 def default_mem_limit_mb():
     """4 GB, or half the memory currently available if that is less (Linux /proc/meminfo)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return min(DEFAULT_MEM_LIMIT_MB, int(line.split()[1]) // 1024 // 2)
-    except OSError:
-        pass
-    return DEFAULT_MEM_LIMIT_MB
+    avail = available_bytes()
+    if avail is None:
+        return DEFAULT_MEM_LIMIT_MB
+    return min(DEFAULT_MEM_LIMIT_MB, avail // 2 ** 20 // 2)
 
 
 def default_overlap(stride):

@@ -138,7 +138,7 @@ os.environ["GLOG_minloglevel"] = "2"
 import numpy as np, caffe
 from prototxt_gen import nets
 from prototxt_gen.caffe_net import load
-from inference.memprobe import status_bytes
+from mrfnet.sysmem import status_bytes
 
 net = load(nets.deploy_net("mrfnet", 4, 256, 256))
 net.reuse_blob_memory = sys.argv[1] == "1"

@@ -222,7 +222,7 @@ _RSS_PROBE = """
 import os, sys
 os.environ["GLOG_minloglevel"] = "2"
 import numpy as np, caffe
-from inference.memprobe import status_bytes
+from mrfnet.sysmem import status_bytes
 
 net = caffe.Net(sys.argv[1], caffe.TEST)
 before = status_bytes("RssAnon")

@@ -133,5 +133,5 @@ def test_a_gopro_frame_fits_one_opencv_forward_under_the_default_limit(tmp_path)
 
 
 def test_memprobe_says_none_when_it_cannot_measure(tmp_path):
-    from inference.memprobe import measure
-    assert measure(tmp_path / "missing.prototxt", tmp_path / "missing.caffemodel") is None
+    from mrfnet.sysmem import measure_forward
+    assert measure_forward(tmp_path / "missing.prototxt", tmp_path / "missing.caffemodel") is None
