@@ -6,7 +6,6 @@ setup(
     version="0.1.0",
     description="Caffe reimplementation of MRFNet (Multipath Refinement Fusion Network) for deblurring",
     packages=["mrfnet", "prototxt_gen", "layers", "data_prep", "solver", "inference", "evaluation"],
-    package_data={"prototxt_gen": ["templates/*.j2"]},
     python_requires=">=3.11,<3.12",
     entry_points={"console_scripts": ["mrfnet = mrfnet.cli:main"]},
 )

@@ -58,6 +58,7 @@ def _child(variant, paths, crop, batch, iters):
     import numpy as np
     import caffe
     from prototxt_gen import nets
+    from prototxt_gen.solver_spec import ADAM, render
 
     caffe.set_mode_cpu()
     baseline = _current_mb()
@@ -66,10 +67,9 @@ def _child(variant, paths, crop, batch, iters):
         net_path.write_text(nets.to_text(nets.train_net(
             variant, paths, data="input", loss="stock", crop=crop, batch_size=batch)))
         solver_path = Path(tmp) / "solver.prototxt"
-        solver_path.write_text(
-            f'train_net: "{net_path}"\ntype: "Adam"\nbase_lr: 0.0001\nmomentum: 0.9\n'
-            'momentum2: 0.999\nlr_policy: "fixed"\nmax_iter: 1000000\ndisplay: 0\n'
-            f'snapshot: 0\nsnapshot_prefix: "{Path(tmp) / "snap"}"\nsolver_mode: CPU\n')
+        solver_path.write_text(render(dict(
+            ADAM, train_net=str(net_path), lr_policy="fixed", max_iter=1000000, display=0,
+            snapshot=0, snapshot_prefix=str(Path(tmp) / "snap"), solver_mode="CPU")))
         solver = caffe.get_solver(str(solver_path))
         rng = np.random.default_rng(0)
         net = solver.net

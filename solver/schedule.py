@@ -4,29 +4,14 @@ Caffe solver numbers for a given dataset size, batch and GPU count.
 Paper: Adam (beta1 0.9, beta2 0.999), lr 1e-4 halved every 10 epochs, 70 epochs VisDrone,
 50 epochs GOPRO, batch 16 of 256x256 crops on four GPUs. Caffe counts iterations, not epochs,
 and with `-gpu 0,1,2,3` every GPU runs the prototxt's batch, so the per-GPU batch is the total
-batch divided by the GPU count. Plain Python: no Caffe import, so it is cheap to test and reuse.
+batch divided by the GPU count. The paper's numbers are the table prototxt_gen.solver_spec.PAPER.
+Plain Python: no Caffe import, so it is cheap to test and reuse.
 """
 import math
 
+from prototxt_gen.solver_spec import PAPER
 from solver.errors import ScheduleError
 
-# Section IV.A of the paper; weight decay and Adam's epsilon are not stated there, so Caffe's
-# defaults are kept (weight_decay 0, delta 1e-8).
-PAPER = {
-    "type": "Adam",
-    "beta1": 0.9,            # Caffe: momentum
-    "beta2": 0.999,          # Caffe: momentum2
-    "delta": 1e-8,           # Caffe's Adam epsilon default
-    "base_lr": 1e-4,
-    "lr_policy": "step",
-    "gamma": 0.5,            # "decayed by half ..."
-    "step_epochs": 10,       # "... every 10 epochs"
-    "epochs": {"visdrone": 70, "gopro": 50},
-    "total_batch": 16,
-    "crop": 256,
-    "gpus": 4,
-    "weight_decay": 0.0,
-}
 DATASETS = tuple(PAPER["epochs"])
 # Our choices (not in the paper): validate once per epoch, snapshot every 5 epochs (half an lr
 # step; an Adam snapshot is ~3x the model size, so one per epoch would be 70 of them for VisDrone).

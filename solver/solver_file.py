@@ -1,22 +1,14 @@
-"""Render a schedule (solver.schedule.paper_schedule) as Caffe's solver.prototxt text.
+"""A schedule (solver.schedule.paper_schedule) as the fields of a run's solver.prototxt.
 
-Our own small renderer rather than prototxt_gen's template because the `caffe train` stages
-need fields the single-run template has no reason to know (multistep lr for later stages,
-per-stage max_iter, a test net per run dir). Plain text: no Caffe import needed to write it;
-tests parse it back with caffe_pb2 to prove Caffe reads it as meant.
+The fields depend on the run (multistep lr for later `caffe train` stages, per-stage max_iter, a
+test net per run dir); the text is written by the project's one solver writer
+(prototxt_gen.solver_spec.render). No Caffe import; tests parse the files back with caffe_pb2.
 """
 import math
 import os
 
+from prototxt_gen.solver_spec import SolverSpecError, render
 from solver.errors import RunConfigError
-
-# Field order of the rendered file (SolverParameter names).
-_ORDER = ("train_net", "test_net", "test_iter", "test_interval", "test_initialization", "type",
-          "base_lr", "momentum", "momentum2", "delta", "weight_decay", "lr_policy", "gamma",
-          "power", "stepsize", "stepvalue", "max_iter", "clip_gradients", "display", "average_loss",
-          "snapshot", "snapshot_prefix", "snapshot_after_train", "solver_mode", "random_seed")
-_STRINGS = {"train_net", "test_net", "type", "lr_policy", "snapshot_prefix"}
-_ENUMS = {"solver_mode"}
 
 
 def solver_params(schedule, net, snapshot_prefix, test_net=None, solver_mode="CPU",
@@ -75,38 +67,15 @@ def solver_params(schedule, net, snapshot_prefix, test_net=None, solver_mode="CP
     return p
 
 
-def _value(name, v):
-    if name in _STRINGS:
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if name in _ENUMS:
-        return str(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
-
-
-def render(params, comments=()):
-    """solver.prototxt text: `comments` first (as # lines), then the fields in a fixed order."""
-    lines = [f"# {c}" for c in comments]
-    for name in _ORDER:
-        if name not in params:
-            continue
-        v = params[name]
-        for item in (v if isinstance(v, (list, tuple)) else [v]):
-            lines.append(f"{name}: {_value(name, item)}")
-    unknown = set(params) - set(_ORDER)
-    if unknown:
-        raise RunConfigError(f"unknown solver fields {sorted(unknown)}")
-    return "\n".join(lines) + "\n"
-
-
 def write_solver(path, params, comments=()):
     """Write the solver file atomically (temp + rename) and return its path."""
     path = os.fspath(path)
     tmp = path + ".tmp"
+    try:
+        text = render(params, comments)
+    except SolverSpecError as exc:
+        raise RunConfigError(str(exc)) from None
     with open(tmp, "w") as f:
-        f.write(render(params, comments))
+        f.write(text)
     os.replace(tmp, path)
     return path

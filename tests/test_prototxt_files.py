@@ -13,7 +13,8 @@ from google.protobuf import text_format  # noqa: E402
 
 from mrfnet.cli import main  # noqa: E402
 from prototxt_gen import files, nets, topology as T  # noqa: E402
-from prototxt_gen.solver_spec import SolverSpecError, solver_text  # noqa: E402
+from prototxt_gen.solver_spec import (  # noqa: E402
+    ENUMS, FIELDS, REPEATED, SolverSpecError, render, solver_text)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,6 +91,26 @@ def test_solver_text_rejects_unknown_fields_and_bad_values():
         solver_text(base_learning_rate=0.1)
     with pytest.raises(SolverSpecError, match="does not parse"):
         solver_text(solver_mode="TPU")
+
+
+def test_solver_field_table_matches_caffes_solver_parameter():
+    """The writer's own table against caffe_pb2: every field it knows, rendered with a value of
+    its kind (twice where repeated), parses back to that value in Caffe's SolverParameter."""
+    from google.protobuf.descriptor import FieldDescriptor as FD
+    proto = caffe_pb2.SolverParameter.DESCRIPTOR.fields_by_name
+    sample = {"string": "a \\ \"b\"", "int": 7, "float": 0.25, "bool": True}
+    params = {k: (ENUMS[k][-1] if kind == "enum" else sample[kind]) for k, kind in FIELDS.items()}
+    params.update({k: [params[k], params[k]] for k in REPEATED})
+    parsed = text_format.Parse(render(params, ["a comment"]), caffe_pb2.SolverParameter())
+    for key, value in params.items():
+        field = proto[key]
+        assert (field.label == FD.LABEL_REPEATED) == (key in REPEATED), key
+        got = getattr(parsed, key)
+        if field.enum_type:
+            got = field.enum_type.values_by_number[got].name
+        assert (list(got) if key in REPEATED else got) == value, key
+    with pytest.raises(SolverSpecError, match="takes one value"):
+        render({"max_iter": [1, 2]})
 
 
 def test_architecture_doc_tables_are_current():

@@ -62,9 +62,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # the project's plain-Python modules, on both sides
+    sys.path.insert(0, str(ROOT))
+from prototxt_gen.solver_spec import ADAM, render as render_solver  # noqa: E402
 DEFAULT_PROTOTXT = ROOT / "models" / "mrfnet" / "train.prototxt"
 
-ADAM = {"lr": 1e-4, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
 # Caffe layer types this tool translates. Anything else is refused (by both sides).
 SUPPORTED = ("Data", "Input", "Slice", "Split", "Concat", "Convolution", "Deconvolution", "ReLU",
@@ -226,9 +228,6 @@ def _rescaled_net(prototxt, batch, crop, work):
                  f"(solver/synthetic.py), mirror {dl.transform_param.mirror}")
     dl.data_param.batch_size = batch
     dl.transform_param.crop_size = crop
-    # solver.synthetic lives in the project (this script's parent folder)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from solver.synthetic import write_lmdb
     dl.data_param.source = write_lmdb(os.path.join(work, "train_lmdb"), batch, crop, seed=0)
     factor = (old_crop / crop) ** 2
@@ -260,22 +259,9 @@ def caffe_prepare(a):
     netp, notes = _rescaled_net(a.prototxt, a.batch, a.crop, work)
     train = os.path.join(work, "train.prototxt")
     Path(train).write_text(text_format.MessageToString(netp))
-    sp = caffe_pb2.SolverParameter()
-    sp.train_net = train
-    sp.type = "Adam"
-    sp.base_lr = ADAM["lr"]
-    sp.momentum = ADAM["beta1"]
-    sp.momentum2 = ADAM["beta2"]
-    sp.delta = ADAM["eps"]
-    sp.weight_decay = 0.0
-    sp.lr_policy = "fixed"
-    sp.max_iter = 10 ** 8
-    sp.display = 0
-    sp.snapshot = 0
-    sp.snapshot_after_train = False
-    sp.solver_mode = caffe_pb2.SolverParameter.CPU
-    sp.random_seed = 0
-    Path(work, "solver.prototxt").write_text(text_format.MessageToString(sp))
+    Path(work, "solver.prototxt").write_text(render_solver(dict(
+        ADAM, train_net=train, lr_policy="fixed", max_iter=10 ** 8, display=0, snapshot=0,
+        snapshot_after_train=False, solver_mode="CPU", random_seed=0)))
 
     caffe.set_random_seed(0)
     net = caffe.Net(train, caffe.TRAIN)
@@ -550,9 +536,10 @@ def torch_time(a):
     for p, mult in model.lr_mult.items():
         if p.requires_grad:
             groups.setdefault(mult, []).append(p)
-    opt = torch.optim.Adam([{"params": ps, "lr": ADAM["lr"] * m} for m, ps in groups.items()],
-                           lr=ADAM["lr"], betas=(ADAM["beta1"], ADAM["beta2"]), eps=ADAM["eps"],
-                           weight_decay=0.0)
+    lr = ADAM["base_lr"]
+    opt = torch.optim.Adam([{"params": ps, "lr": lr * m} for m, ps in groups.items()], lr=lr,
+                           betas=(ADAM["momentum"], ADAM["momentum2"]), eps=ADAM["delta"],
+                           weight_decay=ADAM["weight_decay"])
     g = torch.Generator().manual_seed(0)
     inputs = {k: torch.rand(shape, generator=g) for k, shape in desc["inputs"].items()}
 
@@ -702,7 +689,7 @@ def orchestrate(a):
             print(f"  {report['sched']}")
         print("load average before: " + " ".join(f"{v:.2f}" for v in report["load_before"])
               + "   after: " + " ".join(f"{v:.2f}" for v in report["load_after"]))
-        print(f"MRFNet train step, batch {a.batch} x {a.crop}x{a.crop}, Adam lr {ADAM['lr']:g}; "
+        print(f"MRFNet train step, batch {a.batch} x {a.crop}x{a.crop}, Adam lr {ADAM['base_lr']:g}; "
               f"{a.rounds} rounds x {a.steps} timed steps per side (after {a.warmup} warm-up), "
               f"alternating PyTorch / Caffe, each in a fresh process")
         for side, wait in sides[:-1]:
