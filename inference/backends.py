@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from mrfnet.caffe_memory import reuse_blob_memory
+from mrfnet.netfile import layer_spec
 from mrfnet.sysmem import measure_forward
 
 from .errors import InferenceError, ModelNotFoundError, WeightsMismatchError
-from .netfile import DeployNet, get_all, get_one
+from .netfile import DeployNet
 
 INPUT_BLOB = "data"
 OUTPUT_BLOB = "predict_deblur"
@@ -168,13 +169,15 @@ class CaffeBackend(Backend):
     def _im2col_floats(self, shape):
         """Floats of the one im2col buffer the convolution layers share, for these blob shapes."""
         cols = 0
-        layer_fields = {l["name"]: l["fields"] for l in self.netfile.layers}
+        specs = {l["name"]: layer_spec(l["fields"], self.deploy) for l in self.netfile.layers
+                 if l["type"] in ("Convolution", "Deconvolution")}
         for name, layer in zip(self.net._layer_names, self.net.layers):
             if layer.type not in ("Convolution", "Deconvolution"):
                 continue
             kh, kw = self.net.params[name][0].data.shape[2:]
-            cp = get_one(layer_fields.get(name, []), "convolution_param", [])
-            if (kh, kw) == (1, 1) and _plain(cp):
+            spec = specs.get(name)
+            plain = spec is None or (spec.stride == (1, 1) and spec.pad == (0, 0))
+            if (kh, kw) == (1, 1) and plain:
                 continue  # Caffe skips im2col for 1x1 stride-1 unpadded convolutions
             bottom = shape[self.net.bottom_names[name][0]]
             top = shape[self.net.top_names[name][0]]
@@ -406,13 +409,6 @@ def _measured_model(backend, weights, fixed, live, all_blobs):
     measured = measure_forward(backend.deploy, weights, backend.name, _PROBE)
     ok = measured is not None and measured >= live
     return int(fixed), float(measured if ok else all_blobs) / (_PROBE * _PROBE)
-
-
-def _plain(conv_param):
-    """True if a convolution_param has stride 1 and pad 0 everywhere (Caffe's is_1x1 case)."""
-    pads = [v for k in ("pad", "pad_h", "pad_w") for v in get_all(conv_param, k)]
-    strides = [v for k in ("stride", "stride_h", "stride_w") for v in get_all(conv_param, k)]
-    return all(int(v) == 0 for v in pads) and all(int(v) == 1 for v in strides)
 
 
 def _cv_msg(exc):

@@ -1,6 +1,6 @@
 """What we need to know about a deploy prototxt before handing it to Caffe or OpenCV.
 
-Read with a small protobuf text-format parser (no Caffe import), because
+Read with mrfnet.netfile's protobuf text-format parser (no Caffe import), because
 - the OpenCV backend must work where Caffe is not installed, and
 - Caffe aborts the whole process (glog CHECK) on a file it cannot parse, while we want a clear
   message and the other images still processed.
@@ -12,110 +12,9 @@ unless the caller allows it explicitly.
 import re
 from pathlib import Path
 
+from mrfnet.netfile import NetFileError, Quoted, get_all, get_one, parse_text, to_text
+
 from .errors import InferenceError, ModelNotFoundError, UnsafeNetError
-
-_TOKEN = re.compile(r"""
-    (?P<ws>\s+|\#[^\n]*)
-  | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-  | (?P<punct>[{}:<>;,\[\]])
-  | (?P<word>[^\s{}:<>;,\[\]"'#]+)
-""", re.VERBOSE)
-
-
-class Quoted(str):
-    """A string field value (written back with quotes; enums and numbers are plain str)."""
-
-
-def _tokens(text, path):
-    pos = 0
-    out = []
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m:
-            raise InferenceError(f"{path}: cannot parse prototxt near {text[pos:pos + 30]!r}")
-        pos = m.end()
-        kind = m.lastgroup
-        if kind == "ws":
-            continue
-        tok = m.group(kind)
-        if kind == "str":
-            tok = ("str", bytes(tok[1:-1], "utf-8").decode("unicode_escape"))
-        out.append((kind, tok))
-    return out
-
-
-def parse_text(text, path="<prototxt>"):
-    """Protobuf text format -> nested list of (field, value); value is a str or such a list."""
-    toks = _tokens(text, path)
-    i = 0
-
-    def message(closing):
-        nonlocal i
-        fields = []
-        while i < len(toks):
-            kind, tok = toks[i]
-            if kind == "punct" and tok in ("}", ">"):
-                if closing is None:
-                    raise InferenceError(f"{path}: unbalanced '{tok}' in prototxt")
-                i += 1
-                return fields
-            if kind != "word":
-                raise InferenceError(f"{path}: expected a field name, found {tok!r}")
-            name = tok
-            i += 1
-            if i < len(toks) and toks[i] == ("punct", ":"):
-                i += 1
-            if i >= len(toks):
-                raise InferenceError(f"{path}: field {name!r} has no value")
-            kind, tok = toks[i]
-            if kind == "punct" and tok in ("{", "<"):
-                i += 1
-                fields.append((name, message(tok)))
-            elif kind == "str":
-                # adjacent string literals concatenate, as in protobuf
-                value = tok[1]
-                i += 1
-                while i < len(toks) and toks[i][0] == "str":
-                    value += toks[i][1][1]
-                    i += 1
-                fields.append((name, Quoted(value)))
-            elif kind == "word":
-                fields.append((name, tok))
-                i += 1
-            else:
-                raise InferenceError(f"{path}: unexpected {tok!r} after field {name!r}")
-            if i < len(toks) and toks[i] in (("punct", ";"), ("punct", ",")):
-                i += 1
-        if closing is not None:
-            raise InferenceError(f"{path}: a '{closing}' block is not closed")
-        return fields
-
-    return message(None)
-
-
-def to_text(fields, indent=0):
-    """Nested (field, value) list back to protobuf text format."""
-    pad = "  " * indent
-    lines = []
-    for name, value in fields:
-        if isinstance(value, list):
-            lines += [f"{pad}{name} {{", to_text(value, indent + 1), f"{pad}}}"]
-        elif isinstance(value, Quoted):
-            esc = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-            lines.append(f'{pad}{name}: "{esc}"')
-        else:
-            lines.append(f"{pad}{name}: {value}")
-    return "\n".join(l for l in lines if l)
-
-
-def get_all(fields, name):
-    return [v for k, v in fields if k == name]
-
-
-def get_one(fields, name, default=None):
-    values = get_all(fields, name)
-    return values[0] if values else default
-
 
 class DeployNet:
     """The parts of a deploy prototxt that inference relies on."""
@@ -128,7 +27,10 @@ class DeployNet:
             text = self.path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise InferenceError(f"{self.path}: cannot read deploy prototxt ({exc})") from exc
-        self.fields = parse_text(text, self.path)
+        try:
+            self.fields = parse_text(text, self.path)
+        except NetFileError as exc:
+            raise InferenceError(str(exc)) from None
         self.layers = [dict(name=get_one(l, "name", "?"), type=get_one(l, "type", "?"),
                             bottoms=get_all(l, "bottom"), tops=get_all(l, "top"), fields=l)
                        for l in get_all(self.fields, "layer") + get_all(self.fields, "layers")]

@@ -38,7 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InferenceError, ModelNotFoundError, UnsupportedLayerError, WeightsMismatchError
-from .netfile import DeployNet, get_all, get_one
+from mrfnet.netfile import (NetFileError, UnsupportedNetError, conv_size, deconv_size, get_all,
+                            get_one, in_phase, layer_spec, pooled_hw)
+
+from .netfile import DeployNet
 
 OPSET = 17
 IR_VERSION = 8
@@ -74,81 +77,33 @@ def _ints(fields, name):
     return [int(v) for v in get_all(fields, name)]
 
 
-def _hw(param, name, h_name, w_name, default, what):
-    """(h, w) of a Caffe spatial setting: `name` once (both) or twice (h, w), or h_name/w_name."""
-    h, w = get_one(param, h_name), get_one(param, w_name)
-    if h is not None or w is not None:
-        return int(h if h is not None else default), int(w if w is not None else default)
-    vals = _ints(param, name)
-    if not vals:
-        if default is None:
-            raise InferenceError(f"{what}: no {name} (or {h_name}/{w_name})")
-        return default, default
-    if len(vals) == 1:
-        return vals[0], vals[0]
-    if len(vals) == 2:
-        return vals[0], vals[1]
-    raise UnsupportedLayerError(f"{what}: {len(vals)} values of {name}; only 2-D nets export")
+def _check_exportable(layer, what):
+    """Refuse the settings ONNX cannot express here (the net itself is fine for Caffe)."""
+    if layer.type in ("Convolution", "Deconvolution") and layer.axis != 1:
+        raise UnsupportedLayerError(f"{what}: convolution over axis != 1 does not export")
+    if layer.type == "Pooling":
+        if layer.pool not in ("MAX", "AVE"):
+            raise UnsupportedLayerError(f"{what}: pool {layer.pool} does not export "
+                                        "(MAX and AVE do)")
+        if layer.pool == "AVE" and any(layer.pad) and not layer.global_pooling:
+            raise UnsupportedLayerError(
+                f"{what}: padded average pooling counts padding the Caffe way, which ONNX "
+                "AveragePool cannot express; use pad 0")
+    if layer.type == "Eltwise" and layer.coeff and (layer.operation != "SUM"
+                                                    or len(layer.coeff) != len(layer.bottoms)):
+        raise InferenceError(f"{what}: coeff needs operation SUM and one per bottom")
+    return layer
 
 
-class Layer:
-    """One layer of the net with its settings parsed (Caffe defaults filled in)."""
-
-    def __init__(self, raw, path):
-        self.name, self.type = raw["name"], raw["type"]
-        self.bottoms, self.tops, fields = raw["bottoms"], raw["tops"], raw["fields"]
-        what = f"{path}: layer {self.name!r} ({self.type})"
-        if self.type in ("Convolution", "Deconvolution"):
-            cp = get_one(fields, "convolution_param", [])
-            if int(get_one(cp, "axis", 1)) != 1:
-                raise UnsupportedLayerError(f"{what}: convolution over axis != 1 does not export")
-            self.outputs = int(get_one(cp, "num_output", 0))
-            self.kernel = _hw(cp, "kernel_size", "kernel_h", "kernel_w", None, what)
-            self.stride = _hw(cp, "stride", "stride_h", "stride_w", 1, what)
-            self.pad = _hw(cp, "pad", "pad_h", "pad_w", 0, what)
-            self.dilation = _hw(cp, "dilation", "dilation_h", "dilation_w", 1, what)
-            self.group = int(get_one(cp, "group", 1))
-            self.bias = get_one(cp, "bias_term", "true") == "true"
-        elif self.type == "Pooling":
-            pp = get_one(fields, "pooling_param", [])
-            self.pool = get_one(pp, "pool", "MAX")
-            self.globally = get_one(pp, "global_pooling", "false") == "true"
-            self.kernel = None if self.globally else _hw(pp, "kernel_size", "kernel_h", "kernel_w",
-                                                         None, what)
-            self.stride = _hw(pp, "stride", "stride_h", "stride_w", 1, what)
-            self.pad = _hw(pp, "pad", "pad_h", "pad_w", 0, what)
-            self.ceil = get_one(pp, "round_mode", "CEIL") == "CEIL"
-            if self.pool not in ("MAX", "AVE"):
-                raise UnsupportedLayerError(f"{what}: pool {self.pool} does not export "
-                                            "(MAX and AVE do)")
-            if self.pool == "AVE" and any(self.pad) and not self.globally:
-                raise UnsupportedLayerError(
-                    f"{what}: padded average pooling counts padding the Caffe way, which ONNX "
-                    "AveragePool cannot express; use pad 0")
-        elif self.type == "ReLU":
-            self.slope = float(get_one(get_one(fields, "relu_param", []), "negative_slope", 0))
-        elif self.type == "Eltwise":
-            ep = get_one(fields, "eltwise_param", [])
-            self.operation = get_one(ep, "operation", "SUM")
-            self.coeff = [float(v) for v in get_all(ep, "coeff")]
-            if self.coeff and (self.operation != "SUM" or len(self.coeff) != len(self.bottoms)):
-                raise InferenceError(f"{what}: coeff needs operation SUM and one per bottom")
-        elif self.type == "Concat":
-            cp = get_one(fields, "concat_param", [])
-            self.axis = int(get_one(cp, "axis", get_one(cp, "concat_dim", 1)))
-        elif self.type == "Power":
-            pp = get_one(fields, "power_param", [])
-            self.power, self.scale, self.shift = (float(get_one(pp, k, d)) for k, d in
-                                                  (("power", 1), ("scale", 1), ("shift", 0)))
-
-
-def _in_test_phase(fields):
-    """Caffe's include/exclude rules for phase TEST (the phase deploy nets run in)."""
-    include = [get_one(r, "phase") for r in get_all(fields, "include")]
-    exclude = [get_one(r, "phase") for r in get_all(fields, "exclude")]
-    if include and not any(p in (None, "TEST") for p in include):
-        return False
-    return "TEST" not in exclude
+def _spec(raw, path):
+    """The layer's LayerSpec (Caffe's defaults filled in), checked for export."""
+    try:
+        spec = layer_spec(raw["fields"], path)
+    except UnsupportedNetError as exc:
+        raise UnsupportedLayerError(str(exc)) from None
+    except NetFileError as exc:
+        raise InferenceError(str(exc)) from None
+    return _check_exportable(spec, f"{path}: layer {spec.name!r} ({spec.type})")
 
 
 class NetGraph:
@@ -161,7 +116,7 @@ class NetGraph:
     def __init__(self, deploy):
         self.net = deploy if isinstance(deploy, DeployNet) else DeployNet(deploy)
         self.path = self.net.path
-        raw = [l for l in self.net.layers if _in_test_phase(l["fields"])]
+        raw = [l for l in self.net.layers if in_phase(l["fields"], "TEST")]
         python = self.net.python_layers
         if python:
             raise UnsupportedLayerError(
@@ -176,7 +131,7 @@ class NetGraph:
                 f"exporter knows {', '.join(SUPPORTED)} (every layer `mrfnet prototxt` writes). "
                 "pycaffe runs any Caffe layer: --backend caffe.")
         self.net.check_graph()
-        self.layers = [Layer(l, self.path) for l in raw]
+        self.layers = [_spec(l, self.path) for l in raw]
         self.inputs = self._inputs(raw)
         if len(self.inputs) != 1:
             raise UnsupportedLayerError(f"{self.path}: {len(self.inputs)} input blobs; the "
@@ -235,20 +190,15 @@ class NetGraph:
             raise InferenceError(f"{what} has no bottom")
         n, c, h, w = ins[0]
         if t == "Convolution":
-            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (layer.kernel, layer.stride, layer.pad,
-                                                     layer.dilation)
-            oh = (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
-            ow = (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
-            out = [(n, layer.outputs, oh, ow)]
+            out = [(n, layer.num_output, *(conv_size(*a) for a in zip(
+                (h, w), layer.kernel, layer.stride, layer.pad, layer.dilation)))]
         elif t == "Deconvolution":
-            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (layer.kernel, layer.stride, layer.pad,
-                                                     layer.dilation)
-            out = [(n, layer.outputs, sh * (h - 1) + dh * (kh - 1) + 1 - 2 * ph,
-                    sw * (w - 1) + dw * (kw - 1) + 1 - 2 * pw)]
+            out = [(n, layer.num_output, *(deconv_size(*a) for a in zip(
+                (h, w), layer.kernel, layer.stride, layer.pad, layer.dilation)))]
         elif t == "Pooling":
-            out = [(n, c, 1, 1) if layer.globally else
-                   (n, c, *(_pooled(size, k, st, p, layer.ceil) for size, k, st, p in
-                            zip((h, w), layer.kernel, layer.stride, layer.pad)))]
+            out = [(n, c, 1, 1) if layer.global_pooling else
+                   (n, c, *pooled_hw((h, w), layer.kernel, layer.stride, layer.pad,
+                                     layer.ceil_mode))]
         elif t == "Eltwise":
             if any(i != ins[0] for i in ins):
                 raise InferenceError(f"{what}: Eltwise of different shapes {ins}")
@@ -277,12 +227,12 @@ class NetGraph:
             if layer.type not in ("Convolution", "Deconvolution"):
                 continue
             cin = s[layer.bottoms[0]][1]
-            if cin % layer.group or layer.outputs % layer.group:
+            if cin % layer.group or layer.num_output % layer.group:
                 raise InferenceError(f"{self.path}: layer {layer.name!r}: group {layer.group} "
-                                     f"does not divide {cin} inputs and {layer.outputs} outputs")
-            w = ((layer.outputs, cin // layer.group) if layer.type == "Convolution"
-                 else (cin, layer.outputs // layer.group)) + tuple(layer.kernel)
-            out[layer.name] = [w] + ([(layer.outputs,)] if layer.bias else [])
+                                     f"does not divide {cin} inputs and {layer.num_output} outputs")
+            w = ((layer.num_output, cin // layer.group) if layer.type == "Convolution"
+                 else (cin, layer.num_output // layer.group)) + tuple(layer.kernel)
+            out[layer.name] = [w] + ([(layer.num_output,)] if layer.bias_term else [])
         return out
 
     def stride(self, probe=256):
@@ -297,16 +247,6 @@ class NetGraph:
         shared = {t for l in self.layers if l.type == "Split" for t in l.tops}
         return {b: 4 * math.prod(s) for b, s in self.shapes(height, width).items()
                 if b not in shared}
-
-
-def _pooled(size, kernel, stride, pad, ceil):
-    """Caffe's pooled size: rounded up (or down with round_mode FLOOR), and the last window must
-    start inside the image or its top/left padding."""
-    span = size + 2 * pad - kernel
-    out = (-(-span // stride) if ceil else span // stride) + 1
-    if pad and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
 
 
 class _Builder:
@@ -369,24 +309,24 @@ class _Builder:
                        kernel_shape=list(layer.kernel), strides=list(layer.stride),
                        pads=[ph, pw, ph, pw], dilations=list(layer.dilation), group=layer.group)
             if layout:
-                eye = np.eye(layer.outputs, dtype=np.float32).reshape(layer.outputs, -1, 1, 1)
+                eye = np.eye(layer.num_output, dtype=np.float32).reshape(layer.num_output, -1, 1, 1)
                 self._node("Conv", [f"{out}/transposed", self._init(f"{layer.name}.layout", eye)],
                            out, f"{layer.name}/layout", kernel_shape=[1, 1])
         elif t == "Pooling":
-            if layer.globally:
+            if layer.global_pooling:
                 self._node("GlobalMaxPool" if layer.pool == "MAX" else "GlobalAveragePool",
                            ins, out, layer.name)
             else:
                 ph, pw = layer.pad
                 extra = {"count_include_pad": 0} if layer.pool == "AVE" else {}
-                if layer.ceil and max(layer.stride) > 1:  # with stride 1 both modes agree
+                if layer.ceil_mode and max(layer.stride) > 1:  # with stride 1 both modes agree
                     extra["ceil_mode"] = 1
                 self._node("MaxPool" if layer.pool == "MAX" else "AveragePool", ins, out,
                            layer.name, kernel_shape=list(layer.kernel), strides=list(layer.stride),
                            pads=[ph, pw, ph, pw], **extra)
         elif t == "ReLU":
-            if layer.slope:
-                self._node("LeakyRelu", ins, out, layer.name, alpha=layer.slope)
+            if layer.negative_slope:
+                self._node("LeakyRelu", ins, out, layer.name, alpha=layer.negative_slope)
             else:
                 self._node("Relu", ins, out, layer.name)
         elif t == "Eltwise":

@@ -19,8 +19,8 @@ import os
 os.environ.setdefault("GLOG_minloglevel", "2")
 from caffe import layers as L, params as P  # noqa: E402
 from caffe.net_spec import NetSpec  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
 
+from mrfnet.netfile import message_text, parse_message  # noqa: E402
 from layers.scale_loss import CHARBONNIER_EPS, PENALTIES, loss_param_str  # noqa: E402
 
 from . import topology as T  # noqa: E402
@@ -163,11 +163,9 @@ def _named(n, name, rename=None):
 
 def to_text(net, header=()):
     """Prototxt text of a NetParameter with '#' header lines (deterministic)."""
-    lines = "".join(f"# {h}\n" for h in header)
-    return lines + text_format.MessageToString(net)
+    return message_text(net, header)
 
 
 def parse(text):
     """Parse prototxt text back into a NetParameter (for tests and tools)."""
-    from caffe.proto import caffe_pb2
-    return text_format.Parse(text, caffe_pb2.NetParameter())
+    return parse_message(text)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrfnet.netfile import message_text, read_message
 from solver.errors import RunConfigError
 
 WORKER_MODULE = "solver.parallel"
@@ -113,14 +114,11 @@ def partition_net(net_param, rank, parts):
 
 def write_rank_net(train_net_path, out_path, rank, parts):
     """partition_net of a prototxt file, written to out_path (returns it)."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    net = caffe_pb2.NetParameter()
-    text_format.Merge(Path(train_net_path).read_text(), net)
+    net = read_message(train_net_path)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    text = (f"# rank {rank} of {parts} of `mrfnet train --workers {parts}` "
-            f"(solver/parallel.py), made from {Path(train_net_path).name}\n")
-    Path(out_path).write_text(text + text_format.MessageToString(partition_net(net, rank, parts)))
+    Path(out_path).write_text(message_text(partition_net(net, rank, parts), [
+        f"rank {rank} of {parts} of `mrfnet train --workers {parts}` (solver/parallel.py), "
+        f"made from {Path(train_net_path).name}"]))
     return Path(out_path)
 
 

@@ -24,7 +24,8 @@ What it does, each part in its own fresh subprocess:
    from the file's crop to --crop (they are w_k / (P * 3 * side_k^2), so they scale with 1/crop^2;
    checked against prototxt_gen when it imports). It builds a pycaffe Net of that file, runs one
    forward/backward, and saves the input batch, the initial weights, their gradients, the losses
-   and a layer-by-layer description of the net (JSON) for the PyTorch side.
+   and a layer-by-layer description of the net (JSON: mrfnet.netfile's layer specs, Caffe's
+   defaults filled in) for the PyTorch side.
 2. check (torch Python): translates the net layer by layer into PyTorch (Slice, Split, Concat,
    Convolution, Deconvolution = conv_transpose2d, ReLU, Pooling MAX/AVE with Caffe's output-size
    rule, Eltwise SUM/PROD/MAX with coefficients, Power, Scale, EuclideanLoss with loss_weight,
@@ -42,7 +43,8 @@ What it does, each part in its own fresh subprocess:
    - Caffe: pycaffe `caffe.get_solver(...)` on the same train net (stock EuclideanLoss, Data layer
      reading the synthetic LMDB with its prefetch thread, as `caffe train` runs it) and
      `solver.step(1)`: clear diffs, forward, backward, Adam update.
-   Both: Adam lr 1e-4, betas 0.9/0.999, eps 1e-8, no weight decay, fixed lr.
+   Both: Adam lr 1e-4, betas 0.9/0.999, eps 1e-8, no weight decay, fixed lr
+   (prototxt_gen.solver_spec.ADAM, the solver file written by its render).
 
 It prints the CPU model (lscpu), the load average before and after, per-step median and min of
 both sides over all rounds, per-round medians, and the ratios (Caffe / PyTorch: above 1 means
@@ -50,7 +52,6 @@ Caffe is slower). --json FILE also writes everything as JSON.
 """
 import argparse
 import json
-import math
 import os
 import shutil
 import statistics
@@ -64,6 +65,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # the project's plain-Python modules, on both sides
     sys.path.insert(0, str(ROOT))
+from mrfnet import netfile  # noqa: E402
 from prototxt_gen.solver_spec import ADAM, render as render_solver  # noqa: E402
 DEFAULT_PROTOTXT = ROOT / "models" / "mrfnet" / "train.prototxt"
 
@@ -85,117 +87,38 @@ class Refused(SystemExit):
 # Caffe side (run with the project's Python)
 # --------------------------------------------------------------------------------------------
 
-def _pair(rep, h, w, default, what, layer):
-    """Caffe's kernel/pad/stride/dilation convention: repeated field (0, 1 or 2 values) or _h/_w."""
-    if h is not None or w is not None:
-        if len(rep):
-            raise Refused(f"layer {layer}: both {what} and {what}_h/_w given")
-        return [int(h if h is not None else default), int(w if w is not None else default)]
-    vals = [int(v) for v in rep]
-    if not vals:
-        return [default, default]
-    if len(vals) == 1:
-        return vals * 2
-    if len(vals) == 2:
-        return vals
-    raise Refused(f"layer {layer}: {what} with {len(vals)} values (only 2-D nets are supported)")
-
-
-def _opt(msg, field):
-    return getattr(msg, field) if msg.HasField(field) else None
-
-
-def _conv_spec(lp):
-    cp = lp.convolution_param
-    name = lp.name
-    if cp.axis != 1:
-        raise Refused(f"layer {name}: convolution axis {cp.axis} (only 1)")
-    if cp.width_group != 1 or cp.height_group != 1:
-        raise Refused(f"layer {name}: width_group/height_group are not translated")
-    kernel = _pair(cp.kernel_size, _opt(cp, "kernel_h"), _opt(cp, "kernel_w"), None, "kernel", name)
-    if None in kernel:
-        raise Refused(f"layer {name}: no kernel size")
-    dil = [int(v) for v in cp.dilation] or [1]
-    dil = dil * 2 if len(dil) == 1 else dil
-    return {"num_output": int(cp.num_output), "kernel": kernel,
-            "pad": _pair(cp.pad, _opt(cp, "pad_h"), _opt(cp, "pad_w"), 0, "pad", name),
-            "stride": _pair(cp.stride, _opt(cp, "stride_h"), _opt(cp, "stride_w"), 1, "stride",
-                            name),
-            "dilation": dil, "group": int(cp.group), "bias_term": bool(cp.bias_term)}
-
-
-def _pool_spec(lp, caffe_pb2):
-    pp = lp.pooling_param
-    name = lp.name
-    kinds = {caffe_pb2.PoolingParameter.MAX: "MAX", caffe_pb2.PoolingParameter.AVE: "AVE"}
-    if pp.pool not in kinds:
-        raise Refused(f"layer {name}: pooling method "
-                      f"{caffe_pb2.PoolingParameter.PoolMethod.Name(pp.pool)} is not translated")
-    spec = {"pool": kinds[pp.pool], "global": bool(pp.global_pooling),
-            "ceil_mode": bool(getattr(pp, "ceil_mode", True)),
-            "pad": _pair([pp.pad] if pp.HasField("pad") else [], _opt(pp, "pad_h"),
-                         _opt(pp, "pad_w"), 0, "pad", name),
-            "stride": _pair([pp.stride] if pp.HasField("stride") else [], _opt(pp, "stride_h"),
-                            _opt(pp, "stride_w"), 1, "stride", name)}
-    if spec["global"]:
-        spec["kernel"] = None
-    else:
-        spec["kernel"] = _pair([pp.kernel_size] if pp.HasField("kernel_size") else [],
-                               _opt(pp, "kernel_h"), _opt(pp, "kernel_w"), None, "kernel", name)
-        if None in spec["kernel"]:
-            raise Refused(f"layer {name}: no pooling kernel size")
-    return spec
-
-
-def layer_spec(lp, caffe_pb2):
-    """A plain-dict description of one LayerParameter, every default made explicit."""
-    t = lp.type
+def layer_spec(lp):
+    """A plain-dict description of one LayerParameter: mrfnet.netfile's LayerSpec (Caffe's
+    defaults filled in), refused where this tool's translation would not be faithful."""
+    t, name = lp.type, lp.name
     if t not in SUPPORTED:
-        raise Refused(f"layer {lp.name!r} has type {t!r}, which this tool does not translate "
+        raise Refused(f"layer {name!r} has type {t!r}, which this tool does not translate "
                       f"(supported: {', '.join(SUPPORTED)})")
-    spec = {"name": lp.name, "type": t, "bottom": list(lp.bottom), "top": list(lp.top),
-            "propagate_down": [bool(v) for v in lp.propagate_down],
-            "lr_mult": [float(p.lr_mult) for p in lp.param]}
     for p in lp.param:
         if p.name:
-            raise Refused(f"layer {lp.name}: shared parameters (param name {p.name!r}) are not "
+            raise Refused(f"layer {name}: shared parameters (param name {p.name!r}) are not "
                           f"translated")
-    if lp.loss_weight and t not in LOSS_TYPES:
-        if any(float(v) != 0.0 for v in lp.loss_weight):
-            raise Refused(f"layer {lp.name}: loss_weight on a {t} layer is not translated")
-    if t in ("Convolution", "Deconvolution"):
-        spec.update(_conv_spec(lp))
-    elif t == "Pooling":
-        spec.update(_pool_spec(lp, caffe_pb2))
-    elif t == "ReLU":
-        spec["negative_slope"] = float(lp.relu_param.negative_slope)
-    elif t == "Slice":
-        sp = lp.slice_param
-        spec["axis"] = int(sp.slice_dim) if sp.HasField("slice_dim") else int(sp.axis)
-        spec["slice_point"] = [int(v) for v in sp.slice_point]
-    elif t == "Concat":
-        cp = lp.concat_param
-        spec["axis"] = int(cp.concat_dim) if cp.HasField("concat_dim") else int(cp.axis)
-    elif t == "Eltwise":
-        ep = lp.eltwise_param
-        spec["operation"] = caffe_pb2.EltwiseParameter.EltwiseOp.Name(ep.operation)
-        spec["coeff"] = [float(c) for c in ep.coeff]
-        if spec["coeff"] and spec["operation"] != "SUM":
-            raise Refused(f"layer {lp.name}: Eltwise coefficients only work with SUM")
-        if spec["coeff"] and len(spec["coeff"]) != len(lp.bottom):
-            raise Refused(f"layer {lp.name}: {len(spec['coeff'])} coefficients for "
-                          f"{len(lp.bottom)} bottoms")
-    elif t == "Power":
-        pp = lp.power_param
-        spec.update(power=float(pp.power), scale=float(pp.scale), shift=float(pp.shift))
-    elif t == "Scale":
-        sp = lp.scale_param
-        if len(lp.bottom) != 1 or sp.axis != 1 or sp.num_axes != 1:
-            raise Refused(f"layer {lp.name}: only a one-bottom Scale with axis 1, num_axes 1 "
-                          f"(per-channel) is translated")
-        spec["bias_term"] = bool(sp.bias_term)
-    elif t == "EuclideanLoss":
-        spec["loss_weight"] = float(lp.loss_weight[0]) if lp.loss_weight else 1.0
+    if t not in LOSS_TYPES and any(float(v) != 0.0 for v in lp.loss_weight):
+        raise Refused(f"layer {name}: loss_weight on a {t} layer is not translated")
+    if t in ("Convolution", "Deconvolution") and (lp.convolution_param.width_group != 1
+                                                  or lp.convolution_param.height_group != 1):
+        raise Refused(f"layer {name}: width_group/height_group are not translated")
+    try:
+        spec = netfile.layer_spec(netfile.message_fields(lp), "train net").as_dict()
+    except netfile.NetFileError as exc:
+        raise Refused(str(exc)) from None
+    if t in ("Convolution", "Deconvolution") and spec["axis"] != 1:
+        raise Refused(f"layer {name}: convolution axis {spec['axis']} (only 1)")
+    if t == "Pooling" and spec["pool"] not in ("MAX", "AVE"):
+        raise Refused(f"layer {name}: pooling method {spec['pool']} is not translated")
+    if t == "Eltwise" and spec["coeff"] and spec["operation"] != "SUM":
+        raise Refused(f"layer {name}: Eltwise coefficients only work with SUM")
+    if t == "Eltwise" and spec["coeff"] and len(spec["coeff"]) != len(spec["bottoms"]):
+        raise Refused(f"layer {name}: {len(spec['coeff'])} coefficients for "
+                      f"{len(spec['bottoms'])} bottoms")
+    if t == "Scale" and (len(spec["bottoms"]) != 1 or spec["axis"] != 1 or spec["num_axes"] != 1):
+        raise Refused(f"layer {name}: only a one-bottom Scale with axis 1, num_axes 1 "
+                      f"(per-channel) is translated")
     return spec
 
 
@@ -208,10 +131,8 @@ def _import_caffe():
 
 def _rescaled_net(prototxt, batch, crop, work):
     """The train net at --batch/--crop on a synthetic LMDB in `work`: (NetParameter, notes)."""
-    from google.protobuf import text_format
     from caffe.proto import caffe_pb2
-    net = caffe_pb2.NetParameter()
-    text_format.Merge(Path(prototxt).read_text(), net)
+    net = netfile.read_message(prototxt)
     notes = []
     data = [lp for lp in net.layer if lp.type == "Data"]
     if len(data) != 1:
@@ -253,12 +174,10 @@ def _rescaled_net(prototxt, batch, crop, work):
 def caffe_prepare(a):
     caffe = _import_caffe()
     import numpy as np
-    from google.protobuf import text_format
-    from caffe.proto import caffe_pb2
     work = a.work
     netp, notes = _rescaled_net(a.prototxt, a.batch, a.crop, work)
     train = os.path.join(work, "train.prototxt")
-    Path(train).write_text(text_format.MessageToString(netp))
+    Path(train).write_text(netfile.message_text(netp))
     Path(work, "solver.prototxt").write_text(render_solver(dict(
         ADAM, train_net=train, lr_policy="fixed", max_iter=10 ** 8, display=0, snapshot=0,
         snapshot_after_train=False, solver_mode="CPU", random_seed=0)))
@@ -267,7 +186,7 @@ def caffe_prepare(a):
     net = caffe.Net(train, caffe.TRAIN)
     present = set(net._layer_names)
     file_layers = [lp for lp in netp.layer if lp.name in present]  # Caffe's own phase filter
-    specs = [layer_spec(lp, caffe_pb2) for lp in file_layers]
+    specs = [layer_spec(lp) for lp in file_layers]
     skipped = [lp.name for lp in netp.layer if lp.name not in present]
     out = net.forward()
     net.backward()
@@ -279,11 +198,11 @@ def caffe_prepare(a):
     inputs = {}
     for s in specs:
         if s["type"] in ("Data", "Input"):
-            for top in s["top"]:
+            for top in s["tops"]:
                 arrays[f"input/{top}"] = net.blobs[top].data.copy()
                 inputs[top] = list(net.blobs[top].data.shape)
     np.savez(os.path.join(work, "caffe.npz"), **arrays)
-    losses = {s["name"]: {"value": float(out[s["top"][0]]), "loss_weight": s["loss_weight"]}
+    losses = {s["name"]: {"value": float(out[s["tops"][0]]), "loss_weight": s["loss_weight"][0]}
               for s in specs if s["type"] in LOSS_TYPES}
     total = sum(v["value"] * v["loss_weight"] for v in losses.values())
     shapes = {name: list(net.blobs[name].data.shape) for name in net.blobs.keys()}
@@ -321,16 +240,9 @@ def caffe_time(a):
 
 
 # --------------------------------------------------------------------------------------------
-# PyTorch side (run with --torch-python; imports torch and numpy only)
+# PyTorch side (run with --torch-python; imports torch, numpy and the project's plain-Python
+# mrfnet.netfile and prototxt_gen.solver_spec)
 # --------------------------------------------------------------------------------------------
-
-def caffe_pool_size(size, k, s, p, ceil_mode):
-    f = math.ceil if ceil_mode else math.floor
-    out = int(f((size + 2 * p - k) / s)) + 1
-    if p and (out - 1) * s >= size + p:
-        out -= 1
-    return out
-
 
 def build_torch_net(desc, arrays):
     """An nn.Module whose forward(inputs: {top: tensor}) returns (total loss, {loss name: value},
@@ -358,7 +270,7 @@ def build_torch_net(desc, arrays):
                     self.register_parameter(f"p{n}", p)
                     n += 1
                     ps.append(p)
-                    mult = s["lr_mult"][j] if j < len(s["lr_mult"]) else 1.0
+                    mult = s["params"][j]["lr_mult"] if j < len(s["params"]) else 1.0
                     self.lr_mult[p] = mult
                     if mult == 0.0:
                         p.requires_grad_(False)
@@ -383,7 +295,7 @@ def build_torch_net(desc, arrays):
             total = None
             shapes = desc["shapes"]
             for s in layers:
-                t, name, bot, top = s["type"], s["name"], s["bottom"], s["top"]
+                t, name, bot, top = s["type"], s["name"], s["bottoms"], s["tops"]
                 ps = self.layer_params[name]
                 x = [blobs[b] for b in bot]
                 if s["propagate_down"]:
@@ -456,7 +368,7 @@ def build_torch_net(desc, arrays):
                     d = x[0] - x[1]
                     value = (d * d).sum() / (2.0 * x[0].shape[0])
                     losses[name] = value
-                    term = value * s["loss_weight"]
+                    term = value * s["loss_weight"][0]
                     total = term if total is None else total + term
                     y = [value]
                 else:  # pragma: no cover - SUPPORTED is checked above
@@ -474,12 +386,11 @@ def build_torch_net(desc, arrays):
         @staticmethod
         def _pool(s, x):
             h, w = x.shape[2], x.shape[3]
-            if s["global"]:
+            if s["global_pooling"]:
                 k, st, p = [h, w], [1, 1], [0, 0]
             else:
                 k, st, p = s["kernel"], s["stride"], s["pad"]
-            want = [caffe_pool_size(h, k[0], st[0], p[0], s["ceil_mode"]),
-                    caffe_pool_size(w, k[1], st[1], p[1], s["ceil_mode"])]
+            want = list(netfile.pooled_hw((h, w), k, st, p, s["ceil_mode"]))
             if s["pool"] == "MAX":
                 y = F.max_pool2d(x, k, st, p, ceil_mode=s["ceil_mode"])
             else:
