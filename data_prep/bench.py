@@ -22,6 +22,8 @@ from .recipe import Recipe
 from .render import RenderJob
 from .sources import bundled_items
 
+from mrfnet.caffe_log import quiet_caffe
+
 
 def _disk_bytes(folder):
     """(apparent bytes, allocated bytes) of all files below `folder`."""
@@ -86,6 +88,7 @@ def measure_convert(crops=8, crop=256, workers=2):
 
 
 def main(argv=None):
+    quiet_caffe()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patches", type=int, default=96)
     ap.add_argument("--crop", type=int, default=256)

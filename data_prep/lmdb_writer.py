@@ -5,12 +5,8 @@ Slice layer (slice_point 3) separates them again. Keys are zero-padded slot numb
 seeded permutation, so the database (read in key order by Caffe) is shuffled. Writes are batched
 in transactions; when LMDB's map is full the map is doubled and the batch retried.
 """
-import os
-
 import lmdb
 import numpy as np
-
-os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 def datum_bytes(blurred, sharp):

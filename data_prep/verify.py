@@ -7,15 +7,12 @@ and sharp differ (a patch whose blurred and sharp halves are identical is report
 --max-identical of them fails). Exit 0 if all is well, 1 with the reasons otherwise, 2 on usage errors.
 """
 import csv
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import outdir
-
-os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 def add_arguments(parser):

@@ -23,9 +23,8 @@ import time
 
 import numpy as np
 
+from mrfnet.caffe_log import quiet_caffe
 from mrfnet.sysmem import status_bytes
-
-os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 def _peak_rss_mb():
@@ -162,6 +161,7 @@ def time_layer(backend, cin, cout, k, h, w, repeat, cv_threads=None, ort_options
 
 
 def main(argv=None):
+    quiet_caffe()
     from inference.backends import BACKENDS, ORT_LEVELS
 
     p = argparse.ArgumentParser(prog="python -m evaluation.bench_worker")

@@ -54,7 +54,6 @@ def _current_mb():
 
 def _child(variant, paths, crop, batch, iters):
     """Runs inside the subprocess: build, train `iters` steps, print one JSON line."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
     import numpy as np
     import caffe
     from prototxt_gen import nets

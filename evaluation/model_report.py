@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mrfnet.caffe_log import quiet_caffe
+
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "mrfnet"
 HELDOUT_LIST = MODEL_DIR / "heldout_aerial.txt"    # never trained on: validation + test tiles
 VAL_LIST = MODEL_DIR / "val_aerial.txt"            # every choice (snapshots, lr, recipe)
@@ -118,6 +120,7 @@ def report(weights, deploy, out, aerial=None, gopro=None, aerial_list=TEST_LIST,
 
 
 def main(argv=None):
+    quiet_caffe()
     from inference.models import resolve_model
     p = argparse.ArgumentParser(prog="python -m evaluation.model_report",
                                 description=__doc__.splitlines()[0])

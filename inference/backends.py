@@ -17,7 +17,6 @@ tiling module pads for that. `memory_model()` gives (fixed bytes, bytes per inpu
 choosing tile sizes.
 """
 import math
-import os
 import time
 from pathlib import Path
 
@@ -93,7 +92,6 @@ class CaffeBackend(Backend):
     def __init__(self, deploy, weights, gpu=False, allow_python_layers=False):
         self.gpu = gpu
         self.device = "gpu" if gpu else "cpu"
-        os.environ.setdefault("GLOG_minloglevel", "2")
         import caffe  # imported before the load is timed: Table IV times the model, not Python
 
         self._caffe = caffe

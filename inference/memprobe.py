@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from mrfnet.caffe_log import quiet_caffe
 from mrfnet.sysmem import status_bytes
 
 from .backends import BACKENDS, load
@@ -35,6 +36,7 @@ def peak_growth(backend, side):
 
 
 def main(argv=None):
+    quiet_caffe()
     p = argparse.ArgumentParser(prog="python -m inference.memprobe", description=__doc__.splitlines()[0])
     p.add_argument("deploy")
     p.add_argument("weights")

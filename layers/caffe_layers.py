@@ -18,16 +18,14 @@ LayerParamError at net construction naming the layer.
 """
 import ast
 import json
-import os
 
 import numpy as np
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+import caffe
 
-from layers import metrics  # noqa: E402
-from layers.errors import LayerParamError, LayersError  # noqa: E402
-from layers.scale_loss import check_penalty, scale_loss_and_grads, validate_weights  # noqa: E402
+from layers import metrics
+from layers.errors import LayerParamError, LayersError
+from layers.scale_loss import check_penalty, scale_loss_and_grads, validate_weights
 
 
 def parse_param_str(param_str, layer_desc):

@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from mrfnet.caffe_log import quiet_caffe
+
 # subcommand -> (module with `add_arguments(parser)` and `run(args)`, one-line help)
 COMMANDS = {
     "prototxt": ("prototxt_gen.command", "write train/test/deploy/solver prototxt per variant"),
@@ -45,6 +47,7 @@ def _selected(argv):
 
 
 def main(argv=None):
+    quiet_caffe()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_selected(argv))
     args = parser.parse_args(argv)

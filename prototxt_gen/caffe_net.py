@@ -2,10 +2,9 @@
 import os
 import tempfile
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+import caffe
 
-from .nets import to_text  # noqa: E402
+from .nets import to_text
 
 
 def load(net_param, phase="test"):

@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 
+from mrfnet.caffe_log import quiet_caffe
+
 COLORS = {"encoder": "#cfe2f3", "fusion": "#d9ead3", "crp": "#fce5cd", "mrf": "#d9d2e9",
           "up": "#eeeeee", "pred": "#f4cccc", "io": "#ffffff"}
 
@@ -101,6 +103,7 @@ def render(dot_text, png_path):
 
 
 def main(argv=None):
+    quiet_caffe()
     from . import nets, topology as T
     from .caffe_net import load
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

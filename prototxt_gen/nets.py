@@ -14,17 +14,14 @@ stock flavour becomes, per scale, Eltwise (pred - label) -> AbsVal (l1) or Power
 Power(0.5, shift eps^2) (charbonnier) -> Reduction SUM with coeff w_k/(K c_k h_k w_k N), which
 Caffe's CLI and multi-GPU training run like any stock layer.
 """
-import os
+from caffe import layers as L, params as P
+from caffe.net_spec import NetSpec
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-from caffe import layers as L, params as P  # noqa: E402
-from caffe.net_spec import NetSpec  # noqa: E402
+from layers.scale_loss import CHARBONNIER_EPS, PENALTIES, loss_param_str
+from mrfnet.netfile import message_text, parse_message
 
-from mrfnet.netfile import message_text, parse_message  # noqa: E402
-from layers.scale_loss import CHARBONNIER_EPS, PENALTIES, loss_param_str  # noqa: E402
-
-from . import topology as T  # noqa: E402
-from .units import downsample, refinement  # noqa: E402
+from . import topology as T
+from .units import downsample, refinement
 
 DEFAULT_CROP = 256
 DEFAULT_BATCH = 16

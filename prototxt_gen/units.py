@@ -5,12 +5,9 @@ returns the Top the next unit consumes. Naming of the glue layers (ReLU, sums, c
 documented in docs/architecture.md. ReLUs are in place, so a unit always hands on the ReLU's
 Top, never the convolution's (which would silently be the same, rectified, blob anyway).
 """
-import os
+from caffe import layers as L, params as P
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-from caffe import layers as L, params as P  # noqa: E402
-
-from . import topology as T  # noqa: E402
+from . import topology as T
 
 WEIGHT_FILLER = {"type": "xavier"}
 BIAS_FILLER = {"type": "constant", "value": 0.0}

@@ -8,6 +8,7 @@ stopped by SIGINT (130) or SIGTERM (143) after writing a snapshot.
 import signal
 import sys
 
+from mrfnet.caffe_log import quiet_caffe
 from solver import plan as PL
 from solver.errors import TrainingDiverged
 from solver.parallel import WorkerError
@@ -91,6 +92,7 @@ def run(args):
 
 def main(argv=None):
     """Standalone entry (python -m solver.command) with the same options as `mrfnet train`."""
+    quiet_caffe()
     import argparse
     parser = argparse.ArgumentParser(prog="python -m solver.command")
     add_arguments(parser)

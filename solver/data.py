@@ -58,7 +58,6 @@ def _lmdb_env(path):
 
 
 def _datum(raw):
-    os.environ.setdefault("GLOG_minloglevel", "2")
     from caffe.proto import caffe_pb2
     d = caffe_pb2.Datum()
     d.ParseFromString(raw)

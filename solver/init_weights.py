@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault("GLOG_minloglevel", "2")
+from mrfnet.caffe_log import quiet_caffe
 
 INITS = ("filler", "residual-msra")
 
@@ -81,6 +81,7 @@ def init_weights(out, variant="mrfnet", paths=4, zero_heads=True, seed=0, init="
 
 
 def main(argv=None):
+    quiet_caffe()
     p = argparse.ArgumentParser(prog="python -m solver.init_weights", description=__doc__.splitlines()[0])
     p.add_argument("--variant", default="mrfnet")
     p.add_argument("--paths", type=int, default=4)

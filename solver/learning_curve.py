@@ -29,6 +29,7 @@ import sys
 
 import numpy as np
 
+from mrfnet.caffe_log import quiet_caffe
 from solver.runlog import read_log
 
 
@@ -179,6 +180,7 @@ def plot(points, png, title="held-out PSNR gain against training time", fit=None
 
 
 def main(argv=None):
+    quiet_caffe()
     p = argparse.ArgumentParser(prog="python -m solver.learning_curve", description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="*", help="run directories, in the order they were chained")
     p.add_argument("--out", required=True, help="PNG to write")

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 
+from mrfnet.caffe_log import quiet_caffe
+
 
 def time_training(variant="mrfnet", batch=16, crop=256, iters=3, paths=4, warmup=1, timeout=3600,
                   env=None, workers=1):
@@ -33,7 +35,6 @@ def _measure(variant, batch, crop, iters, paths, warmup, workers=1):
     import resource
     import time
     t_setup = time.perf_counter()
-    os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     from solver import runfiles as RF
     from solver import schedule as S
@@ -78,6 +79,7 @@ def _measure(variant, batch, crop, iters, paths, warmup, workers=1):
 
 
 def main(argv=None):
+    quiet_caffe()
     import argparse
     p = argparse.ArgumentParser(prog="python -m solver.measure", description=__doc__.splitlines()[0])
     p.add_argument("--variant", default="mrfnet")

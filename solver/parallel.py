@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrfnet.caffe_log import quiet_caffe
 from mrfnet.netfile import message_text, read_message
 from solver.errors import RunConfigError
 
@@ -363,6 +364,7 @@ def _worker(spec, reply):
 
 
 def main():
+    quiet_caffe()
     # Ctrl-C in a terminal (SIGINT to the whole process group) or a SIGTERM to the group must
     # reach only rank 0, which finishes the step, snapshots and then stops the workers; a worker
     # whose rank 0 is gone sees its stdin close and exits.

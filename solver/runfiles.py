@@ -3,13 +3,12 @@ run's databases, crop and batch, so that a run directory is self-contained and r
 import os
 from pathlib import Path
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-from caffe.proto import caffe_pb2  # noqa: E402
+from caffe.proto import caffe_pb2
 
-from prototxt_gen import nets  # noqa: E402
-from prototxt_gen.topology import TopologyError, check_size, total_stride  # noqa: E402
-from solver.data import db_kind, hdf5_files, sample_shape  # noqa: E402
-from solver.errors import RunConfigError  # noqa: E402
+from prototxt_gen import nets
+from prototxt_gen.topology import TopologyError, check_size, total_stride
+from solver.data import db_kind, hdf5_files, sample_shape
+from solver.errors import RunConfigError
 
 METRICS_MODULE, METRICS_LAYER = "layers.caffe_layers", "ImageQualityMetrics"
 

@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mrfnet.caffe_log import quiet_caffe
 from layers.loss_groups import stage_iterations
 from prototxt_gen.topology import DEFAULT_PATHS, DEFAULT_VARIANT, check_paths, TopologyError
 from solver import plan as PL
@@ -332,6 +333,7 @@ def run(args):
 
 def main(argv=None):
     """Standalone entry (python -m solver.stages) with the same options as `mrfnet stages`."""
+    quiet_caffe()
     import argparse
     parser = argparse.ArgumentParser(prog="python -m solver.stages")
     add_arguments(parser)

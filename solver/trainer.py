@@ -24,30 +24,29 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
-from caffe.proto import caffe_pb2  # noqa: E402
+import caffe
+from caffe.proto import caffe_pb2
 
-from layers import metrics  # noqa: E402
-from layers.caffe_layers import scale_loss_blobs, scale_terms, set_loss_weights  # noqa: E402
-from layers.errors import LayerParamError  # noqa: E402
-from layers.loss_groups import active_group, group_starts  # noqa: E402
-from prototxt_gen.topology import (DEFAULT_PATHS, DEFAULT_VARIANT, TopologyError,  # noqa: E402
+from layers import metrics
+from layers.caffe_layers import scale_loss_blobs, scale_terms, set_loss_weights
+from layers.errors import LayerParamError
+from layers.loss_groups import active_group, group_starts
+from prototxt_gen.topology import (DEFAULT_PATHS, DEFAULT_VARIANT, TopologyError,
                                    check_paths, check_variant, total_stride)
-from solver import plan as PL  # noqa: E402
-from solver import runfiles as RF  # noqa: E402
-from solver import schedule as S  # noqa: E402
-from solver import solver_file as SF  # noqa: E402
-from solver.data import count_entries, load_pairs  # noqa: E402
-from solver.fresh_data import FreshBlurBatches, load_photos  # noqa: E402
-from solver import parallel as DP  # noqa: E402
-from inference.errors import InferenceError  # noqa: E402
-from inference.weights import copy_checked  # noqa: E402
-from solver.errors import MissingInputError, RunConfigError, TrainingDiverged  # noqa: E402
-from solver.plot import plot_log  # noqa: E402
-from mrfnet.caffe_memory import reuse_blob_memory  # noqa: E402
-from mrfnet.progress import ProgressBar  # noqa: E402
-from solver.runlog import RunLog, read_log, truncate_after  # noqa: E402
+from solver import plan as PL
+from solver import runfiles as RF
+from solver import schedule as S
+from solver import solver_file as SF
+from solver.data import count_entries, load_pairs
+from solver.fresh_data import FreshBlurBatches, load_photos
+from solver import parallel as DP
+from inference.errors import InferenceError
+from inference.weights import copy_checked
+from solver.errors import MissingInputError, RunConfigError, TrainingDiverged
+from solver.plot import plot_log
+from mrfnet.caffe_memory import reuse_blob_memory
+from mrfnet.progress import ProgressBar
+from solver.runlog import RunLog, read_log, truncate_after
 
 # Defaults of every option (None = derived from the schedule / the paper).
 DEFAULTS = {

@@ -1,10 +1,11 @@
 """Shared test fixtures. Caffe is imported for real: a missing Caffe is a failure, not a skip."""
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
+from mrfnet.caffe_log import quiet_caffe
+
+quiet_caffe()  # this process starts here: before any test module imports caffe
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

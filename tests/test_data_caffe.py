@@ -1,22 +1,20 @@
 """Where the data meets Caffe: real Data (LMDB) and HDF5Data layers read back exactly the pixels the
 converter cut from the source images, and `mrfnet verify` checks the databases."""
 import csv
-import os
 
-os.environ.setdefault("GLOG_minloglevel", "2")
 
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import shutil
+from pathlib import Path
 
-import caffe  # noqa: E402
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from caffe import layers as L, params as P  # noqa: E402
+import caffe
+import h5py
+import numpy as np
+import pytest
+from caffe import layers as L, params as P
 
-from data_prep import command, verify  # noqa: E402
-from data_prep.imageio import read_image  # noqa: E402
+from data_prep import command, verify
+from data_prep.imageio import read_image
 
 CROP = 48
 

@@ -8,14 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-from data_prep import holdout  # noqa: E402
-from data_prep.errors import DataPrepError  # noqa: E402
-from data_prep.imageio import read_image, write_image  # noqa: E402
-from data_prep.recipe import apply_authors_blur, draw_authors_blur, render, Recipe, sample_streams  # noqa: E402
-from data_prep.sources import Item  # noqa: E402
-from solver.errors import RunConfigError  # noqa: E402
-from solver.fresh_data import FreshBlurBatches, load_photos, render_crop  # noqa: E402
+from data_prep import holdout
+from data_prep.errors import DataPrepError
+from data_prep.imageio import read_image, write_image
+from data_prep.recipe import apply_authors_blur, draw_authors_blur, render, Recipe, sample_streams
+from data_prep.sources import Item
+from solver.errors import RunConfigError
+from solver.fresh_data import FreshBlurBatches, load_photos, render_crop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+import caffe
 
-from inference.backends import load  # noqa: E402
-from inference.errors import (InferenceError, ModelNotFoundError, UnsafeNetError,  # noqa: E402
+from inference.backends import load
+from inference.errors import (InferenceError, ModelNotFoundError, UnsafeNetError,
                               WeightsMismatchError)
-from inference.models import resolve_model  # noqa: E402
-from inference.netfile import DeployNet  # noqa: E402
-from inference.tiling import deblur  # noqa: E402
-from test_inference_fixtures import make_model  # noqa: E402
+from inference.models import resolve_model
+from inference.netfile import DeployNet
+from inference.tiling import deblur
+from test_inference_fixtures import make_model
 
 # Largest |caffe - opencv| allowed on a net output (values within about [-3, 3]): float32
 # summation-order noise. Measured: up to 5e-6 over the four variants at P=2 and 3.

@@ -5,7 +5,6 @@ are drawn here (LeCun-normal, std 1/sqrt(fan-in), so outputs stay within about [
 saved with pycaffe's net.save(), as a trained model would be.
 Other test modules import `make_model` from here.
 """
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+import caffe
 
-from prototxt_gen import nets  # noqa: E402
+from prototxt_gen import nets
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,9 @@ import h5py
 import numpy as np
 from scipy import ndimage
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402,F401  (the suite needs real Caffe)
+import caffe  # noqa:F401  (the suite needs real Caffe)
 
-from layers.scale_loss import loss_param_str  # noqa: E402
+from layers.scale_loss import loss_param_str
 
 NET = """
 name: "tiny_two_scale"

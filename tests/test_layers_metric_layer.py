@@ -1,15 +1,12 @@
 """ImageQualityMetrics through a real caffe.Net: known PSNR values, SSIM against a reference
 written here from the published definition, inf handling, BGR input and no gradient."""
-import os
-
 import numpy as np
 import pytest
 from scipy import signal
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+import caffe
 
-from layers.errors import LayerParamError  # noqa: E402
+from layers.errors import LayerParamError
 
 
 def metric_net(tmp_path, shape, param_str="", force_backward=False):

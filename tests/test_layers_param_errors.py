@@ -1,13 +1,10 @@
 """Bad param_str / wiring of the Python layers fails at net construction with a message that
 names the layer and says what is wrong; param_str is never eval'ed."""
-import os
-
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+import caffe
 
-from layers.errors import LayerParamError  # noqa: E402
+from layers.errors import LayerParamError
 
 
 def _input(name, dims):

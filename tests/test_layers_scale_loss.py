@@ -1,19 +1,16 @@
 """ScaleRefinementLoss through real caffe.Net objects: value against eq. (5) written out here,
 finite-difference gradients (after BVLC's test_gradient_for_python_layer.py), equality with the
 stock EuclideanLoss-per-scale flavour, and weight changes while a net lives."""
-import os
-
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+import caffe
 
-from layers import scale_loss  # noqa: E402
-from layers.caffe_layers import loss_layers, set_loss_weights  # noqa: E402
-from layers.scale_loss import loss_param_str  # noqa: E402
-from layers.errors import LayerParamError, LossWeightError  # noqa: E402
-from gradcheck import central_difference  # noqa: E402
+from layers import scale_loss
+from layers.caffe_layers import loss_layers, set_loss_weights
+from layers.scale_loss import loss_param_str
+from layers.errors import LayerParamError, LossWeightError
+from gradcheck import central_difference
 
 # (K, N, C, finest H, finest W, weights, loss_weight); scale k has H/2^(K-k) x W/2^(K-k)
 CASES = [

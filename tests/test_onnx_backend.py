@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-os.environ.setdefault("GLOG_minloglevel", "2")
 
-from inference.backends import load  # noqa: E402
-from inference.tiling import (MEM_SAFETY, deblur_float, pad_to_stride, plan_for,  # noqa: E402
+from inference.backends import load
+from inference.tiling import (MEM_SAFETY, deblur_float, pad_to_stride, plan_for,
                               run_plan)
-from test_inference_fixtures import _probe, make_model  # noqa: E402
-from test_onnx_export import own_cache  # noqa: E402,F401  (autouse: a temporary ONNX cache)
+from test_inference_fixtures import _probe, make_model
+from test_onnx_export import own_cache  # noqa:F401  (autouse: a temporary ONNX cache)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,14 +10,13 @@ import numpy as np
 import onnx
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+import caffe
 
-from inference.backends import load  # noqa: E402
-from inference.errors import (InferenceError, UnsupportedLayerError,  # noqa: E402
+from inference.backends import load
+from inference.errors import (InferenceError, UnsupportedLayerError,
                               WeightsMismatchError)
-from inference.onnx_export import NetGraph, build_model, cached_export, export  # noqa: E402
-from test_inference_fixtures import make_model  # noqa: E402
+from inference.onnx_export import NetGraph, build_model, cached_export, export
+from test_inference_fixtures import make_model
 
 REPO = Path(__file__).resolve().parents[1]
 

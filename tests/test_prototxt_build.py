@@ -1,14 +1,11 @@
 """Every variant and path count builds in real Caffe; shapes at every scale; counts; numerics."""
-import os
-
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+import caffe
 
-from prototxt_gen import nets, summary, topology as T  # noqa: E402
-from prototxt_gen.caffe_net import load  # noqa: E402
+from prototxt_gen import nets, summary, topology as T
+from prototxt_gen.caffe_net import load
 
 
 def shape(net, blob):

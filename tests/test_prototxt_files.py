@@ -1,19 +1,17 @@
 """Committed models/ equal the generator; the CLI; the solver template gives a working Adam solver."""
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
-from caffe.proto import caffe_pb2  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
+import caffe
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
 
-from mrfnet.cli import main  # noqa: E402
-from prototxt_gen import files, nets, topology as T  # noqa: E402
-from prototxt_gen.solver_spec import (  # noqa: E402
+from mrfnet.cli import main
+from prototxt_gen import files, nets, topology as T
+from prototxt_gen.solver_spec import (
     ENUMS, FIELDS, REPEATED, SolverSpecError, render, solver_text)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,14 +1,12 @@
 """Table I in the built nets: paper names, built kernel/stride/pad/outputs, documented deviations."""
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402,F401  (real Caffe: a missing Caffe fails here)
+import caffe  # noqa:F401  (real Caffe: a missing Caffe fails here)
 
-from prototxt_gen import nets, topology as T  # noqa: E402
-from prototxt_gen.caffe_net import load  # noqa: E402
+from prototxt_gen import nets, topology as T
+from prototxt_gen.caffe_net import load
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 

@@ -1,18 +1,15 @@
 """Train nets: backward gives finite non-zero gradients; stock and Python eq. (5) losses agree;
 the LMDB (6-channel Datum + Slice) and HDF5 train/test nets read real databases."""
-import os
-
 import h5py
 import lmdb
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
-from caffe.proto import caffe_pb2  # noqa: E402
+import caffe
+from caffe.proto import caffe_pb2
 
-from prototxt_gen import nets, topology as T  # noqa: E402
-from prototxt_gen.caffe_net import load  # noqa: E402
+from prototxt_gen import nets, topology as T
+from prototxt_gen.caffe_net import load
 
 CROP, BATCH = 32, 2
 

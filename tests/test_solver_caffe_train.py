@@ -1,17 +1,15 @@
 """Route 1 for real: `mrfnet caffe-stages` runs the `caffe train` command line tool (CPU) on a
 tiny LMDB, two loss-weight groups as two stages, and we read Caffe's own log back."""
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-from solver.caffelog import parse  # noqa: E402
-from solver.schedule import lr_at  # noqa: E402
-from solver.synthetic import write_lmdb  # noqa: E402
+from solver.caffelog import parse
+from solver.schedule import lr_at
+from solver.synthetic import write_lmdb
 
 ITERS, STEP, BASE_LR, PATHS = 60, 20, 1e-3, 2
 

@@ -11,17 +11,16 @@ import time
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
-from caffe.proto import caffe_pb2  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
+import caffe
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
 
-from solver import parallel as DP  # noqa: E402
-from solver import runfiles as RF  # noqa: E402
-from solver import schedule as S  # noqa: E402
-from solver import solver_file as SF  # noqa: E402
-from solver.errors import RunConfigError  # noqa: E402
-from solver.synthetic import write_lmdb  # noqa: E402
+from solver import parallel as DP
+from solver import runfiles as RF
+from solver import schedule as S
+from solver import solver_file as SF
+from solver.errors import RunConfigError
+from solver.synthetic import write_lmdb
 
 CROP, BATCH, PATHS = 32, 4, 2
 

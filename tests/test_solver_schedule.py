@@ -3,21 +3,19 @@
 Solver files are parsed back with Caffe's own caffe_pb2 so a field Caffe would misread fails here.
 """
 import math
-import os
 import subprocess
 import sys
 
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-from caffe.proto import caffe_pb2  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
 
-from solver import schedule as S  # noqa: E402
-from solver import solver_file as SF  # noqa: E402
-from solver.errors import ScheduleError  # noqa: E402
-from solver.stages import stage_lr  # noqa: E402
-from solver.synthetic import write_lmdb  # noqa: E402
+from solver import schedule as S
+from solver import solver_file as SF
+from solver.errors import ScheduleError
+from solver.stages import stage_lr
+from solver.synthetic import write_lmdb
 
 
 def parse_solver(path):

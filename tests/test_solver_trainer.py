@@ -13,13 +13,12 @@ import time
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-from layers.loss_groups import default_groups, weights_at  # noqa: E402
-from solver.errors import TrainingDiverged  # noqa: E402
-from solver.runlog import read_log  # noqa: E402
-from solver.schedule import lr_at  # noqa: E402
-from solver.synthetic import synthetic_pair, write_lmdb  # noqa: E402
-from solver.trainer import train  # noqa: E402
+from layers.loss_groups import default_groups, weights_at
+from solver.errors import TrainingDiverged
+from solver.runlog import read_log
+from solver.schedule import lr_at
+from solver.synthetic import synthetic_pair, write_lmdb
+from solver.trainer import train
 
 BASE = ["--variant", "mrfnet", "--paths", "2", "--crop", "32", "--batch", "2", "--base-lr", "1e-3",
         "--no-progress"]

@@ -9,23 +9,22 @@ import subprocess
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
-from caffe.proto import caffe_pb2  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
+import caffe
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
 
-from data_prep import recipe  # noqa: E402
-from data_prep.imageio import write_image  # noqa: E402
-from gradcheck import central_difference  # noqa: E402
-from layers import scale_loss  # noqa: E402
-from layers.scale_loss import loss_param_str  # noqa: E402
-from prototxt_gen import nets  # noqa: E402
-from prototxt_gen.caffe_net import load  # noqa: E402
-from solver import schedule as S, solver_file as SF  # noqa: E402
-from solver.fresh_data import FreshBlurBatches, dihedral  # noqa: E402
-from solver.errors import RunConfigError  # noqa: E402
-from test_layers_scale_loss import _fill, _shapes, python_loss_net  # noqa: E402
-from test_prototxt_train import random_batch, set_batch, total_loss  # noqa: E402
+from data_prep import recipe
+from data_prep.imageio import write_image
+from gradcheck import central_difference
+from layers import scale_loss
+from layers.scale_loss import loss_param_str
+from prototxt_gen import nets
+from prototxt_gen.caffe_net import load
+from solver import schedule as S, solver_file as SF
+from solver.fresh_data import FreshBlurBatches, dihedral
+from solver.errors import RunConfigError
+from test_layers_scale_loss import _fill, _shapes, python_loss_net
+from test_prototxt_train import random_batch, set_batch, total_loss
 
 PENALTIES = ("l1", "charbonnier")
 

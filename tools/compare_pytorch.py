@@ -65,6 +65,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # the project's plain-Python modules, on both sides
     sys.path.insert(0, str(ROOT))
+from mrfnet.caffe_log import quiet_caffe  # noqa: E402
 from mrfnet import netfile  # noqa: E402
 from prototxt_gen.solver_spec import ADAM, render as render_solver  # noqa: E402
 DEFAULT_PROTOTXT = ROOT / "models" / "mrfnet" / "train.prototxt"
@@ -123,7 +124,6 @@ def layer_spec(lp):
 
 
 def _import_caffe():
-    os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     caffe.set_mode_cpu()
     return caffe
@@ -626,6 +626,7 @@ def orchestrate(a):
 
 
 def main(argv=None):
+    quiet_caffe()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prototxt", type=Path, default=DEFAULT_PROTOTXT,

@@ -26,6 +26,7 @@ from data_prep import holdout, sources  # noqa: E402
 from data_prep.errors import DataPrepError  # noqa: E402
 from data_prep.imageio import read_image  # noqa: E402
 from data_prep.resize import imresize  # noqa: E402
+from mrfnet.caffe_log import quiet_caffe  # noqa: E402
 
 MIB = 1 << 20
 CARRY_LIMIT_MIB = 64          # the device tool's limit on what travels with one call
@@ -88,6 +89,7 @@ def encode(item, size, ext, quality):
 
 
 def main(argv=None):
+    quiet_caffe()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
