@@ -68,6 +68,7 @@ if str(ROOT) not in sys.path:  # the project's plain-Python modules, on both sid
 from mrfnet.caffe_log import quiet_caffe  # noqa: E402
 from mrfnet import netfile  # noqa: E402
 from prototxt_gen.solver_spec import ADAM, render as render_solver  # noqa: E402
+
 DEFAULT_PROTOTXT = ROOT / "models" / "mrfnet" / "train.prototxt"
 
 
