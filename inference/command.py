@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .backends import BACKENDS
+from .backends import BACKENDS, PRECISIONS
 
 # The CPU default: the fastest backend of `make bench` (docs/benchmarks.md).
 DEFAULT_CPU_BACKEND = "onnxruntime"
@@ -56,9 +56,35 @@ def add_arguments(p):
                         "(8 forwards per image: about 8x the time, for +0.11 dB mean PSNR "
                         "on the 112 test aerial tiles with the shipped model, worst tile "
                         "-1.80 -> -1.32 dB; docs/inference.md)")
+    add_precision_arguments(p)
     from .video_command import add_video_arguments
 
     add_video_arguments(p)
+
+
+def add_precision_arguments(p):
+    """--precision and --calib (the onnxruntime backend's int8 model, inference.quantize)."""
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="onnxruntime backend: int8 = the int8 model (quantized once per "
+                        "caffemodel into the cache, calibrated on blurred training photos; "
+                        "about 2x faster, -0.01 dB mean PSNR on the validation tiles), fp32 = "
+                        "the float export; auto (default) = int8 on a CPU with VNNI 8-bit "
+                        "dot products, else fp32, and an .onnx file as it is (docs/"
+                        "performance.md 'int8'); pycaffe and OpenCV dnn are fp32")
+    p.add_argument("--calib", metavar="DIR",
+                   help="with int8: calibrate on the blurred training images in DIR instead "
+                        "of the bundled training photos")
+
+
+def precision_options(args, backend_name, others=()):
+    """load() options for --precision/--calib. On pycaffe and OpenCV dnn "auto" means fp32,
+    and so does int8 when `others` (the other backends of one command) include onnxruntime,
+    which the option is then for; alone with them int8 is refused by load()."""
+    if backend_name == "onnxruntime":
+        return {"precision": args.precision, "calib": args.calib}
+    if args.precision == "auto" or "onnxruntime" in others:
+        return {}
+    return {"precision": args.precision, "calib": args.calib}
 
 
 def add_model_arguments(p, weights_note=""):
@@ -123,7 +149,8 @@ def run(args):
     try:
         deploy, weights = resolve_model(args.variant, args.deploy, args.weights)
         backend = load(deploy, weights, backend_name, gpu=args.gpu,
-                       allow_python_layers=args.allow_python_layers)
+                       allow_python_layers=args.allow_python_layers,
+                       **precision_options(args, backend_name))
     except (ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
     limit = args.tile_mem or default_mem_limit_mb()
