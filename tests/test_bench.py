@@ -1,9 +1,13 @@
 """The benchmark's moving parts (not its numbers): levers reach the measured process, the
 per-layer-type profile runs on real Caffe, and the report shows before/after rows."""
 import json
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 from evaluation import bench
 
@@ -39,16 +43,37 @@ def test_levers_change_only_what_they_name():
     assert lv[bench.WORKERS_LEVER]["train_workers"] == 2 and lv[bench.WORKERS_LEVER]["training_only"]
 
 
+def _whole_forward_ms(deploy, weights, width, height, repeat=5):
+    """Milliseconds of one whole pycaffe forward (median of `repeat`, after a warm-up), timed
+    here with a wall clock: a measurement independent of the worker's per-layer sums."""
+    import caffe
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    net.blobs["data"].reshape(1, 3, height, width)
+    net.reshape()
+    net.blobs["data"].data[...] = np.random.default_rng(0).uniform(0, 1, (1, 3, height, width))
+    net.forward()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        net.forward()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
 def test_profile_worker_times_every_layer_type_of_a_real_net():
+    deploy, weights = REPO / "models/mrfnet/deploy.prototxt", REPO / "models/mrfnet/mrfnet.caffemodel"
     proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "profile",
-                           "--deploy", "models/mrfnet/deploy.prototxt",
-                           "--weights", "models/mrfnet/mrfnet.caffemodel", "--size", "64x48",
-                           "--repeat", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           "--deploy", str(deploy), "--weights", str(weights), "--size", "64x48",
+                           "--repeat", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"Convolution kxk", "Convolution 1x1", "Pooling", "ReLU", "Deconvolution", "Eltwise"} <= set(r["ms_by_type"])
-    assert abs(sum(r["ms_by_type"].values()) - r["total_ms"]) < 1e-6
     assert all(v >= 0 for v in r["ms_by_type"].values())
+    # the per-layer total against a whole forward timed here (total_ms is by definition the sum
+    # of ms_by_type, so that sum says nothing); a wide ratio: this machine is shared and noisy
+    whole = _whole_forward_ms(deploy, weights, 64, 48)
+    assert 1 / 3 < r["total_ms"] / whole < 3, (r["total_ms"], whole)
     assert r["blas_core"]  # OpenBLAS is loaded with Caffe and names its kernels
 
 
