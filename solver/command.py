@@ -56,7 +56,7 @@ def add_arguments(p):
 
 def config_from_args(args):
     """The options the user gave (None = not given) as a trainer config dict."""
-    from solver.trainer import DEFAULTS
+    from solver.run_config import DEFAULTS
     return {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
 
 
