@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation import bench
+from benchmarks import bench
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def _whole_forward_ms(deploy, weights, width, height, repeat=5):
 
 def test_profile_worker_times_every_layer_type_of_a_real_net():
     deploy, weights = REPO / "models/mrfnet/deploy.prototxt", REPO / "models/mrfnet/mrfnet.caffemodel"
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "profile",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", "profile",
                            "--deploy", str(deploy), "--weights", str(weights), "--size", "64x48",
                            "--repeat", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -160,7 +160,7 @@ def test_report_keeps_this_machines_home_out_of_committed_paths():
 
 def test_video_worker_times_the_video_path_against_pure_inference():
     """`make bench`'s video rows at a tiny size: the real worker, default backend, shipped model."""
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "video",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", "video",
                            "--backend", "onnxruntime", "--deploy", "models/mrfnet/deploy.prototxt",
                            "--weights", "models/mrfnet/mrfnet.caffemodel", "--size", "64x48",
                            "--frames", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -174,7 +174,7 @@ def test_video_worker_times_the_video_path_against_pure_inference():
 
 
 def test_bench_video_rows_run_the_default_backend(monkeypatch):
-    import evaluation.bench_video as bv
+    import benchmarks.video as bv
     monkeypatch.setattr(bv, "VIDEO_SIZES", (("64x48", 2), ("128x96", 2)))
     rows = bench._video(quick=True)
     assert [(r["size"], r["backend"], r["frames"]) for r in rows] == [("64x48", "onnxruntime", 2)]
