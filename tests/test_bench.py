@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import bench
+from mrfnet.commands import bench as bench_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,9 +132,9 @@ def test_report_shows_the_stock_build_beside_the_patched_one():
 def test_bench_refuses_a_baseline_folder_without_pycaffe(tmp_path, capsys):
     import argparse
     p = argparse.ArgumentParser()
-    bench.add_arguments(p)
+    bench_command.add_arguments(p)
     args = p.parse_args(["--out", str(tmp_path / "out"), "--baseline-caffe", str(tmp_path)])
-    assert bench.run(args) == 2
+    assert bench_command.run(args) == 2
     assert "no built pycaffe there" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -142,12 +143,12 @@ def test_report_only_rewrites_the_markdown_from_the_json(tmp_path):
     import argparse
     (tmp_path / "benchmarks.json").write_text(json.dumps(_fake_result()))
     p = argparse.ArgumentParser()
-    bench.add_arguments(p)
-    assert bench.run(p.parse_args(["--out", str(tmp_path), "--report-only"])) == 0
+    bench_command.add_arguments(p)
+    assert bench_command.run(p.parse_args(["--out", str(tmp_path), "--report-only"])) == 0
     assert "| Pooling | 25.0 | 25% | 120.0 | 60% |" in (tmp_path / "benchmarks.md").read_text()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert bench.run(p.parse_args(["--out", str(empty), "--report-only"])) == 2
+    assert bench_command.run(p.parse_args(["--out", str(empty), "--report-only"])) == 2
     assert not (empty / "benchmarks.md").exists()
 
 
