@@ -203,7 +203,7 @@ def _forwards(all_levers, quick):
 def _video(quick):
     """Video rows (benchmarks.video) for the default backend of `mrfnet deblur`."""
     from benchmarks.video import VIDEO_SIZES
-    from inference.command import DEFAULT_CPU_BACKEND
+    from inference.backends import DEFAULT_CPU_BACKEND
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as tmp:

@@ -31,6 +31,8 @@ from .netfile import DeployNet, get_all, get_one
 INPUT_BLOB = "data"
 OUTPUT_BLOB = "predict_deblur"
 BACKENDS = ("caffe", "opencv", "onnxruntime")
+# The CPU default of `mrfnet deblur`: the fastest backend of `make bench` (docs/benchmarks.md).
+DEFAULT_CPU_BACKEND = "onnxruntime"
 # ONNX Runtime's graph optimisation levels, by the names the options take.
 ORT_LEVELS = ("all", "extended", "basic", "disabled")
 # Probe side for shape questions: a multiple of every power-of-two stride up to 256.

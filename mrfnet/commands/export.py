@@ -16,7 +16,12 @@ two disagree by more than the tolerance, 2 nothing written (one "error: ..." lin
 import sys
 import time
 
-from .command import add_model_arguments
+from mrfnet.commands.deblur import add_model_arguments
+
+EXAMPLE = """
+mrfnet export --onnx mrfnet.onnx                                 # the shipped MRFNet
+mrfnet export --variant lwrefinenet --weights lw.caffemodel --onnx lw.onnx
+"""
 
 # |onnxruntime - pycaffe| allowed by the check after export: float32 summation-order noise
 # (measured: at most 2.4e-7 on the shipped MRFNet, 5e-6 on random-weight nets).
@@ -41,7 +46,7 @@ def compare(deploy, weights, onnx_path, fixed=None):
     non-square."""
     import numpy as np
 
-    from .backends import INPUT_BLOB, OUTPUT_BLOB, load, ort_session
+    from inference.backends import INPUT_BLOB, OUTPUT_BLOB, load, ort_session
 
     caffe = load(deploy, weights, "caffe")
     s = caffe.stride
@@ -54,9 +59,9 @@ def compare(deploy, weights, onnx_path, fixed=None):
 def run(args):
     from prototxt_gen.summary import _size as width_height  # the one "WxH" parser
 
-    from .command import _fail
-    from .models import resolve_model
-    from .onnx_export import OPSET, cached_export, export
+    from mrfnet.commands.deblur import _fail
+    from inference.models import resolve_model
+    from inference.onnx_export import OPSET, cached_export, export
 
     t0 = time.perf_counter()
     fixed = None
