@@ -83,7 +83,7 @@ def measure_convert(crops=8, crop=256, workers=2):
     return results
 
 
-if __name__ == "__main__":  # the old `python -m data_prep.bench`, kept working: use `mrfnet bench-data`
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet bench-data`
     import sys
     from mrfnet.cli import main
     sys.exit(main(["bench-data", *sys.argv[1:]]))

@@ -116,6 +116,6 @@ def report(weights, deploy, out, aerial=None, gopro=None, aerial_list=TEST_LIST,
     return text, rows_json
 
 
-if __name__ == "__main__":  # the old `python -m evaluation.model_report`, kept working: use `mrfnet model-report`
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet model-report`
     from mrfnet.cli import main
     sys.exit(main(["model-report", *sys.argv[1:]]))

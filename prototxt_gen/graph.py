@@ -99,6 +99,6 @@ def render(dot_text, png_path):
                    check=True)
 
 
-if __name__ == "__main__":  # the old `python -m prototxt_gen.graph`, kept working: use `mrfnet graph`
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet graph`
     from mrfnet.cli import main
     sys.exit(main(["graph", *sys.argv[1:]]))

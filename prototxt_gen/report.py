@@ -85,7 +85,7 @@ def deviations_markdown():
                    for names, field, reason in T.DEVIATIONS)
 
 
-if __name__ == "__main__":  # the old `python -m prototxt_gen.report`, kept working: use `mrfnet doc-tables`
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet doc-tables`
     import sys
     from mrfnet.cli import main
     sys.exit(main(["doc-tables", *sys.argv[1:]]))

@@ -79,6 +79,6 @@ def init_weights(out, variant="mrfnet", paths=4, zero_heads=True, seed=0, init="
     return zeroed
 
 
-if __name__ == "__main__":  # the old `python -m solver.init_weights`, kept working: use `mrfnet init-weights`
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet init-weights`
     from mrfnet.cli import main
     sys.exit(main(["init-weights", *sys.argv[1:]]))

@@ -177,6 +177,6 @@ def plot(points, png, title="held-out PSNR gain against training time", fit=None
     return save_figure(fig, png)
 
 
-if __name__ == "__main__":  # the old `python -m solver.learning_curve`, kept working: use `mrfnet learning-curve`
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet learning-curve`
     from mrfnet.cli import main
     sys.exit(main(["learning-curve", *sys.argv[1:]]))

@@ -79,6 +79,6 @@ def measure(variant, batch, crop, iters, paths, warmup, workers=1):
     }
 
 
-if __name__ == "__main__":  # the old `python -m solver.measure`, kept working: use `mrfnet measure`
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet measure`
     from mrfnet.cli import main
     sys.exit(main(["measure", *sys.argv[1:]]))

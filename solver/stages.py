@@ -274,6 +274,6 @@ class StageInterrupted(RuntimeError):
         super().__init__(f"interrupted during stage {st['stage']}; {how}")
 
 
-if __name__ == "__main__":  # the old `python -m solver.stages`, kept working: use `mrfnet caffe-stages`
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet caffe-stages`
     from mrfnet.cli import main
     sys.exit(main(["caffe-stages", *sys.argv[1:]]))

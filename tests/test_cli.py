@@ -45,7 +45,7 @@ def test_docs_run_jobs_only_as_mrfnet_subcommands():
     found = []
     for f in files:
         for n, line in enumerate(f.read_text().splitlines(), 1):
-            for m in re.finditer(r"(?:python3?|\$\(PY\)|\.venv/bin/python) +-[mc] +(\S+)", line):
+            for m in re.finditer(r"(?:python3?|\$\(PY\)|\.venv/bin/python) +-m +(\S+)", line):
                 if m.group(1) not in ("pytest", "pip", "venv"):
                     found.append(f"{f.relative_to(REPO)}:{n}: {line.strip()}")
     assert not found, "\n".join(found)
