@@ -83,7 +83,7 @@ gpu-rehearsal: caffe
 	@set -e; bundle=$$(tools/gpu/make_bundle.sh --cpu results/caffe-cpu-bundle); export PYTHON=$(abspath $(PY)); \
 	  tiny="--cpu --bundle $$bundle --train-seconds 10 --crop 32 --batch 2 --deploy-size 64x48 --time-iters 1"; \
 	  bash tools/gpu/run_on_device.sh $$tiny --out $(R) --crops 1 --photo-size 128; cat $(R)/summary.md; \
-	  $(PY) -m mrfnet.cli pairs --bundled train --out $(R)-photos --force; \
+	  $(BIN)/mrfnet pairs --bundled train --out $(R)-photos --force; \
 	  $(PY) tools/gpu/prep_tiles.py --images $(R)-photos/sharp --out $(R)-tiles --size 64 --max-mib 1; \
 	  bash tools/gpu/run_on_device.sh $$tiny --out $(R)-tiles-run --tiles $(R)-tiles --crops 2 --photo-size 64 \
 	    --lr-policy poly --calib-iters 4; \

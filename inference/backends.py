@@ -34,6 +34,8 @@ BACKENDS = ("caffe", "opencv", "onnxruntime")
 # Numeric precisions of the onnxruntime backend; "auto" = int8 where the CPU has VNNI
 # (inference.quantize.default_precision), fp32 otherwise or for an fp32 .onnx file.
 PRECISIONS = ("auto", "fp32", "int8")
+# The CPU default of `mrfnet deblur`: the fastest backend of `make bench` (docs/benchmarks.md).
+DEFAULT_CPU_BACKEND = "onnxruntime"
 # ONNX Runtime's graph optimisation levels, by the names the options take.
 ORT_LEVELS = ("all", "extended", "basic", "disabled")
 # Probe side for shape questions: a multiple of every power-of-two stride up to 256.

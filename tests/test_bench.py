@@ -1,11 +1,16 @@
 """The benchmark's moving parts (not its numbers): levers reach the measured process, the
 per-layer-type profile runs on real Caffe, and the report shows before/after rows."""
 import json
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from evaluation import bench
+import numpy as np
+
+from benchmarks import bench
+from mrfnet.commands import bench as bench_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,16 +44,37 @@ def test_levers_change_only_what_they_name():
     assert lv[bench.WORKERS_LEVER]["train_workers"] == 2 and lv[bench.WORKERS_LEVER]["training_only"]
 
 
+def _whole_forward_ms(deploy, weights, width, height, repeat=5):
+    """Milliseconds of one whole pycaffe forward (median of `repeat`, after a warm-up), timed
+    here with a wall clock: a measurement independent of the worker's per-layer sums."""
+    import caffe
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    net.blobs["data"].reshape(1, 3, height, width)
+    net.reshape()
+    net.blobs["data"].data[...] = np.random.default_rng(0).uniform(0, 1, (1, 3, height, width))
+    net.forward()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        net.forward()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
 def test_profile_worker_times_every_layer_type_of_a_real_net():
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "profile",
-                           "--deploy", "models/mrfnet/deploy.prototxt",
-                           "--weights", "models/mrfnet/mrfnet.caffemodel", "--size", "64x48",
-                           "--repeat", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    deploy, weights = REPO / "models/mrfnet/deploy.prototxt", REPO / "models/mrfnet/mrfnet.caffemodel"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", "profile",
+                           "--deploy", str(deploy), "--weights", str(weights), "--size", "64x48",
+                           "--repeat", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"Convolution kxk", "Convolution 1x1", "Pooling", "ReLU", "Deconvolution", "Eltwise"} <= set(r["ms_by_type"])
-    assert abs(sum(r["ms_by_type"].values()) - r["total_ms"]) < 1e-6
     assert all(v >= 0 for v in r["ms_by_type"].values())
+    # the per-layer total against a whole forward timed here (total_ms is by definition the sum
+    # of ms_by_type, so that sum says nothing); a wide ratio: this machine is shared and noisy
+    whole = _whole_forward_ms(deploy, weights, 64, 48)
+    assert 1 / 3 < r["total_ms"] / whole < 3, (r["total_ms"], whole)
     assert r["blas_core"]  # OpenBLAS is loaded with Caffe and names its kernels
 
 
@@ -106,9 +132,9 @@ def test_report_shows_the_stock_build_beside_the_patched_one():
 def test_bench_refuses_a_baseline_folder_without_pycaffe(tmp_path, capsys):
     import argparse
     p = argparse.ArgumentParser()
-    bench.add_arguments(p)
+    bench_command.add_arguments(p)
     args = p.parse_args(["--out", str(tmp_path / "out"), "--baseline-caffe", str(tmp_path)])
-    assert bench.run(args) == 2
+    assert bench_command.run(args) == 2
     assert "no built pycaffe there" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -117,12 +143,12 @@ def test_report_only_rewrites_the_markdown_from_the_json(tmp_path):
     import argparse
     (tmp_path / "benchmarks.json").write_text(json.dumps(_fake_result()))
     p = argparse.ArgumentParser()
-    bench.add_arguments(p)
-    assert bench.run(p.parse_args(["--out", str(tmp_path), "--report-only"])) == 0
+    bench_command.add_arguments(p)
+    assert bench_command.run(p.parse_args(["--out", str(tmp_path), "--report-only"])) == 0
     assert "| Pooling | 25.0 | 25% | 120.0 | 60% |" in (tmp_path / "benchmarks.md").read_text()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert bench.run(p.parse_args(["--out", str(empty), "--report-only"])) == 2
+    assert bench_command.run(p.parse_args(["--out", str(empty), "--report-only"])) == 2
     assert not (empty / "benchmarks.md").exists()
 
 
@@ -135,7 +161,7 @@ def test_report_keeps_this_machines_home_out_of_committed_paths():
 
 def test_video_worker_times_the_video_path_against_pure_inference():
     """`make bench`'s video rows at a tiny size: the real worker, default backend, shipped model."""
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "video",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", "video",
                            "--backend", "onnxruntime", "--deploy", "models/mrfnet/deploy.prototxt",
                            "--weights", "models/mrfnet/mrfnet.caffemodel", "--size", "64x48",
                            "--frames", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -149,7 +175,7 @@ def test_video_worker_times_the_video_path_against_pure_inference():
 
 
 def test_bench_video_rows_run_the_default_backend(monkeypatch):
-    import evaluation.bench_video as bv
+    import benchmarks.video as bv
     monkeypatch.setattr(bv, "VIDEO_SIZES", (("64x48", 2), ("128x96", 2)))
     rows = bench._video(quick=True)
     assert [(r["size"], r["backend"], r["frames"]) for r in rows] == [("64x48", "onnxruntime", 2)]

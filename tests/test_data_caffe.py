@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from caffe import layers as L, params as P  # noqa: E402
 
-from data_prep import command, verify  # noqa: E402
+from data_prep import verify  # noqa: E402
+from mrfnet.commands import convert as command  # noqa: E402
 from data_prep.imageio import read_image  # noqa: E402
 
 CROP = 48

@@ -94,7 +94,7 @@ def test_memory_model_covers_a_real_forwards_peak(tmp_path):
 _NO_CAFFE = """
 import sys, argparse
 sys.modules["caffe"] = None  # any `import caffe` now fails, as on a machine without Caffe
-from inference import command
+from mrfnet.commands import deblur as command
 p = argparse.ArgumentParser()
 command.add_arguments(p)
 sys.exit(command.run(p.parse_args(sys.argv[1:])))

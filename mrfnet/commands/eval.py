@@ -13,11 +13,17 @@ import sys
 from pathlib import Path
 
 from inference.backends import BACKENDS
-from inference.command import add_precision_arguments
+from mrfnet.commands.deblur import add_precision_arguments
 from inference.models import DEFAULT_VARIANT, VARIANTS
 from layers.metrics import DEFAULT_SSIM_VARIANT, SSIM_VARIANTS
 
-from .memory import DEFAULT_BATCHES, DEFAULT_CROP, DEFAULT_ITERS
+from evaluation.memory import DEFAULT_BATCHES, DEFAULT_CROP, DEFAULT_ITERS
+
+EXAMPLE = """
+mrfnet eval --pairs gopro ROOT --variant mrfnet --out runs/gopro_mrfnet
+mrfnet eval --blur B --sharp S --weights W.caffemodel --backend caffe --out D
+mrfnet eval --memory --variant mrfnet --out D             # Table III only
+"""
 
 PAIR_KINDS = ("gopro", "folders")
 
@@ -115,13 +121,13 @@ def _fmt(v, spec):
 
 def run(args):
     from inference.backends import load
-    from inference.command import precision_options
+    from mrfnet.commands.deblur import precision_options
     from inference.models import resolve_model
     from inference.netfile import DeployNet
 
-    from . import runs
-    from .evaluate import IDENTITY, evaluate, summarize
-    from .memory import MEASURE, training_peak_rss
+    from evaluation import runs
+    from evaluation.evaluate import IDENTITY, evaluate, summarize
+    from evaluation.memory import MEASURE, training_peak_rss
 
     out = Path(args.out)
     want_pairs = bool(args.pairs or args.blur or args.sharp)

@@ -1,14 +1,14 @@
-"""`mrfnet bench` (what `make bench` runs): speed and memory figures from one run on this machine.
+"""Speed and memory figures from one run on this machine (`mrfnet bench`, what `make bench` runs).
 
 Benchmarks, not tests: the machine is shared and noisy, so every figure is measured in the same
 run as its reference (the best single-layer GFLOP/s of each backend is the practical limit the
 whole net is compared with), and levers are compared as ratios within the run. Each measurement
-is a fresh subprocess (evaluation.bench_worker / solver.measure), so memory peaks belong to it and
+is a fresh subprocess (benchmarks.worker / solver.measure), so memory peaks belong to it and
 process-wide levers (BLAS threads and kernels, OpenCV options, which Caffe build) can differ
 between measurements.
 
 Backends: pycaffe, OpenCV dnn and ONNX Runtime (on the net's ONNX export, made once per model
-before its rows and timed apart). Video rows (evaluation.bench_video): `mrfnet deblur`'s
+before its rows and timed apart). Video rows (benchmarks.video): `mrfnet deblur`'s
 streamed video path against pure inference of the same frames, and the self-ensemble's factor.
 Levers (`levers()`): threads (BLAS, OpenCV, ONNX Runtime); OpenBLAS's own CPU detection where
 OPENBLAS_CORETYPE pins it; OpenCV's Winograd convolutions; pycaffe without blob memory reuse
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from evaluation.bench_video import markdown as video_markdown
+from benchmarks.video import markdown as video_markdown
 
 LAYERS = ["256,256,3,64,64", "64,64,3,128,128", "32,32,3,256,256", "96,32,3,256,256"]
 # (variant, WIDTHxHEIGHT, repeats, levers beyond "default")
@@ -101,37 +101,23 @@ def lever_env(lever, environ=os.environ):
     return env
 
 
-def add_arguments(p):
-    p.add_argument("--out", default="docs", help="folder for benchmarks.md/.json (default docs)")
-    p.add_argument("--quick", action="store_true",
-                   help="skip the batch-16 x 256x256 training measurement and the 1280x720 forwards")
-    p.add_argument("--report-only", action="store_true",
-                   help="measure nothing: rewrite OUT/benchmarks.md from OUT/benchmarks.json")
-    p.add_argument("--baseline-caffe", metavar="DIR",
-                   help="a Caffe build without this project's patches (make bench builds one with "
-                        "MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh): adds 'stock Caffe' rows")
-    p.add_argument("--before-caffe", metavar="DIR",
-                   help="this project's build at an earlier patch level (make bench builds one with "
-                        "MRFNET_CAFFE_PATCHES=0003): adds 'patches 0001-0003' rows")
-
-
 def _say(msg):
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def _worker(args, lever, backend="caffe", timeout=3600):
     args = [*args, *lever.get("args", {}).get(backend, [])]
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", *args],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", *args],
                           env=lever_env(lever), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
-        raise RuntimeError(f"bench_worker {' '.join(args)} failed:\n{tail}")
+        raise RuntimeError(f"benchmarks.worker {' '.join(args)} failed:\n{tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _model(variant, workdir):
     """The deploy net and weights to time: the shipped model if there is one, else random ones."""
-    from evaluation.bench_worker import random_weights
+    from benchmarks.worker import random_weights
     from inference.models import resolve_model
     try:
         return (*resolve_model(variant), "shipped")
@@ -215,9 +201,9 @@ def _forwards(all_levers, quick):
 
 
 def _video(quick):
-    """Video rows (evaluation.bench_video) for the default backend of `mrfnet deblur`."""
-    from evaluation.bench_video import VIDEO_SIZES
-    from inference.command import DEFAULT_CPU_BACKEND
+    """Video rows (benchmarks.video) for the default backend of `mrfnet deblur`."""
+    from benchmarks.video import VIDEO_SIZES
+    from inference.backends import DEFAULT_CPU_BACKEND
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as tmp:
@@ -512,35 +498,7 @@ def _profile_table(profiles):
     return lines + [""]
 
 
-def _write(path, text):
+def write_atomic(path, text):
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def run(args):
-    out = Path(args.out)
-    if args.report_only:
-        try:
-            res = json.loads((out / "benchmarks.json").read_text())
-        except (OSError, ValueError) as exc:
-            print(f"error: --report-only needs a readable {out / 'benchmarks.json'} from a "
-                  f"previous `mrfnet bench --out {out}` ({exc})", file=sys.stderr)
-            return 2
-        _write(out / "benchmarks.md", markdown(res))
-        print(f"bench: rewrote {out / 'benchmarks.md'} from {out / 'benchmarks.json'}")
-        return 0
-    for flag, value, level in (("--baseline-caffe", args.baseline_caffe, "0"),
-                               ("--before-caffe", args.before_caffe, "0003")):
-        if value and not (Path(value) / "python" / "caffe" / "_caffe.so").is_file():
-            print(f"error: {flag} {value}: no built pycaffe there (python/caffe/_caffe.so); build "
-                  f"one with MRFNET_CAFFE_PATCHES={level} tools/caffe/build.sh .venv/bin/python",
-                  file=sys.stderr)
-            return 2
-    out.mkdir(parents=True, exist_ok=True)
-    res = measure(quick=args.quick, baseline_caffe=args.baseline_caffe,
-                  before_caffe=args.before_caffe)
-    _write(out / "benchmarks.json", json.dumps(res, indent=1, default=str) + "\n")
-    _write(out / "benchmarks.md", markdown(res))
-    print(f"bench: wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'}")
-    return 0

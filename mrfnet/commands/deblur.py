@@ -13,11 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-from .backends import BACKENDS, PRECISIONS
+from inference.backends import BACKENDS, DEFAULT_CPU_BACKEND, PRECISIONS
+from inference.models import DEFAULT_VARIANT, VARIANTS
 
-# The CPU default: the fastest backend of `make bench` (docs/benchmarks.md).
-DEFAULT_CPU_BACKEND = "onnxruntime"
-from .models import DEFAULT_VARIANT, VARIANTS
+EXAMPLE = """
+mrfnet deblur photo.jpg more_photos/ --out deblurred/ --side-by-side   # ONNX Runtime on CPU
+mrfnet deblur 'shots/*.png' --out out/ --backend caffe --ensemble
+mrfnet deblur flight.mp4 --out out/ --start 0:30 --end 0:40 --every 2 --still 900
+"""
 
 
 def add_arguments(p):
@@ -57,7 +60,7 @@ def add_arguments(p):
                         "on the 112 test aerial tiles with the shipped model, worst tile "
                         "-1.80 -> -1.32 dB; docs/inference.md)")
     add_precision_arguments(p)
-    from .video_command import add_video_arguments
+    from mrfnet.commands.deblur_video import add_video_arguments
 
     add_video_arguments(p)
 
@@ -110,7 +113,7 @@ def _check_options(args):
         return f"--sharp {args.sharp}: no such folder"
     if not 0 <= args.jpeg_quality <= 100:
         return f"--jpeg-quality must be 0..100, got {args.jpeg_quality}"
-    from .video_command import check_video_options
+    from mrfnet.commands.deblur_video import check_video_options
 
     return check_video_options(args)
 
@@ -125,12 +128,12 @@ def model_label(weights, ensemble=False):
 def run(args):
     from mrfnet.progress import format_seconds
 
-    from .backends import load
-    from .inputs import expand_inputs, is_video, output_paths
-    from .models import resolve_model
-    from .tiling import default_mem_limit_mb
-    from .video import CONTAINERS, Interrupted
-    from .video_command import deblur_videos
+    from inference.backends import load
+    from inference.inputs import expand_inputs, is_video, output_paths
+    from inference.models import resolve_model
+    from inference.tiling import default_mem_limit_mb
+    from inference.video import CONTAINERS, Interrupted
+    from mrfnet.commands.deblur_video import deblur_videos
 
     problem = _check_options(args)
     if problem:
@@ -165,7 +168,7 @@ def run(args):
           file=sys.stderr)
 
     def deblur_one(img):
-        from .tiling import deblur
+        from inference.tiling import deblur
         return deblur(backend, img, limit, args.overlap, args.ensemble)
 
     label = model_label(weights, args.ensemble)
@@ -205,8 +208,8 @@ def _deblur_images(mapping, args, deblur_one, label, failures):
     from layers.metrics import psnr
     from mrfnet.progress import ProgressBar
 
-    from .compose import caption, side_by_side
-    from .inputs import find_partner
+    from inference.compose import caption, side_by_side
+    from inference.inputs import find_partner
 
     sbs_dir = Path(args.out) / "side_by_side"
     bar = ProgressBar(len(mapping), label="deblur", unit="images")

@@ -21,7 +21,12 @@ than the tolerance, 2 nothing written (one "error: ..." line).
 import sys
 import time
 
-from .command import add_model_arguments
+from mrfnet.commands.deblur import add_model_arguments
+
+EXAMPLE = """
+mrfnet export --onnx mrfnet.onnx                                 # the shipped MRFNet
+mrfnet export --variant lwrefinenet --weights lw.caffemodel --onnx lw.onnx
+"""
 
 # |onnxruntime - pycaffe| allowed by the check after export: float32 summation-order noise
 # (measured: at most 2.4e-7 on the shipped MRFNet, 5e-6 on random-weight nets).
@@ -59,7 +64,7 @@ def compare(deploy, weights, onnx_path, fixed=None):
     non-square."""
     import numpy as np
 
-    from .backends import INPUT_BLOB, OUTPUT_BLOB, load, ort_session
+    from inference.backends import INPUT_BLOB, OUTPUT_BLOB, load, ort_session
 
     caffe = load(deploy, weights, "caffe")
     s = caffe.stride
@@ -74,8 +79,8 @@ def compare_int8(deploy, weights, onnx_path, calib=None):
     calibration photo (real, blurred, a training photo)."""
     import numpy as np
 
-    from .backends import INPUT_BLOB, OUTPUT_BLOB, load, ort_session
-    from .quantize import calibration_set
+    from inference.backends import INPUT_BLOB, OUTPUT_BLOB, load, ort_session
+    from inference.quantize import calibration_set
 
     caffe = load(deploy, weights, "caffe")
     x = calibration_set(calib, caffe.stride)[0][0]
@@ -89,8 +94,8 @@ def _write_int8(args, deploy, weights, fixed):
     import tempfile
     from pathlib import Path
 
-    from .onnx_export import NetGraph, cached_export, export
-    from .quantize import cached_int8_export, calibration_set, quantize
+    from inference.onnx_export import NetGraph, cached_export, export
+    from inference.quantize import cached_int8_export, calibration_set, quantize
 
     if fixed:
         raise ValueError("--int8 with --fixed-size: not supported (the int8 model keeps height "
@@ -110,10 +115,10 @@ def _write_int8(args, deploy, weights, fixed):
 def run(args):
     from prototxt_gen.summary import _size as width_height  # the one "WxH" parser
 
-    from .command import _fail
-    from .errors import InferenceError
-    from .models import resolve_model
-    from .onnx_export import OPSET, cached_export, export
+    from inference.errors import InferenceError
+    from mrfnet.commands.deblur import _fail
+    from inference.models import resolve_model
+    from inference.onnx_export import OPSET, cached_export, export
 
     t0 = time.perf_counter()
     fixed = None
@@ -166,8 +171,8 @@ def run(args):
 
 def _report_int8(deploy, weights, path, calib):
     """Compare the int8 model with pycaffe on a real blurred photo; exit code 0 or 1."""
-    from .command import _fail
-    from .errors import InferenceError
+    from mrfnet.commands.deblur import _fail
+    from inference.errors import InferenceError
 
     try:
         db, shape = compare_int8(deploy, weights, path, calib)
