@@ -47,7 +47,8 @@ demo: caffe
 bench: caffe
 	@base=$$(MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh $(PY)) \
 	  && before=$$(MRFNET_CAFFE_PATCHES=0003 tools/caffe/build.sh $(PY)) \
-	  && $(BIN)/mrfnet bench --out docs --baseline-caffe "$$base" --before-caffe "$$before"
+	  && $(BIN)/mrfnet bench --out docs --baseline-caffe "$$base" --before-caffe "$$before" \
+	     $(if $(VAL),--val $(VAL))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.int8 import markdown as int8_markdown
 from benchmarks.video import markdown as video_markdown
 
 LAYERS = ["256,256,3,64,64", "64,64,3,128,128", "32,32,3,256,256", "96,32,3,256,256"]
@@ -35,7 +36,7 @@ LAYERS = ["256,256,3,64,64", "64,64,3,128,128", "32,32,3,256,256", "96,32,3,256,
 FORWARDS = [("mrfnet", "256x256", 5, "all"), ("lwrefinenet", "256x256", 5, ()),
             ("refinenet", "256x256", 5, ()), ("rcrefinenet", "256x256", 5, ()),
             ("mrfnet", "1280x720", 3, ("stock Caffe", "patches 0001-0003", "no blob reuse",
-                                       "no memory arena"))]
+                                       "no memory arena", "int8"))]
 WORKERS_LEVER = "--workers 2"
 # Training (label, batch, crop, timed steps, levers beyond "default"): the demo's setting with
 # every Caffe lever, the paper's 16 x 256x256 against the two earlier builds.
@@ -71,6 +72,8 @@ def levers(baseline_caffe=None, environ=os.environ, before_caffe=None):
                               "args": {"onnxruntime": ["--ort-arena", "0"]}}
     out["thread spinning"] = {"backends": ("onnxruntime",), "whole_net": True,
                               "args": {"onnxruntime": ["--ort-spin", "1"]}}
+    # the int8 model of `--precision int8` (benchmarks.int8; the CPU default where it has VNNI)
+    out["int8"] = {"backends": ("onnxruntime",), "whole_net": True, "int8": True}
     # Caffe patch 0004's levers: the pthread OpenBLAS (two thread pools again), per-image GEMMs,
     # idle OpenMP threads spinning instead of sleeping.
     out["pthread OpenBLAS"] = {"backends": ("caffe",), "library_path": PTHREAD_OPENBLAS}
@@ -163,8 +166,10 @@ def _layers(all_levers):
     return rows
 
 
-def _forwards(all_levers, quick):
-    rows, profiles, exported = [], [], {}
+def _forwards(all_levers, quick, val=None):
+    from benchmarks.int8 import int8_model, quality
+
+    rows, profiles, exported, quantized, int8_quality = [], [], {}, {}, None
     with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as tmp:
         for variant, size, repeat, extra in FORWARDS:
             if quick and size != "256x256":
@@ -180,8 +185,15 @@ def _forwards(all_levers, quick):
                             name != "default" and extra != "all" and name not in extra) or (
                             lever.get("training_only")):
                         continue
+                    timed = files
+                    if lever.get("int8"):
+                        timed, took = int8_model(deploy, files, tmp, variant, quantized)
+                        _say(f"int8 model of {variant}: {took:.1f} s")
+                        if val and variant == "mrfnet" and int8_quality is None:
+                            int8_quality = quality(deploy, files, timed, val)
+                            _say(f"int8 quality on {val}: {int8_quality}")
                     r = _worker(["forward", "--backend", backend, "--deploy", deploy, "--weights",
-                                 files, "--size", size, "--repeat", str(repeat)], lever, backend)
+                                 timed, "--size", size, "--repeat", str(repeat)], lever, backend)
                     r.update(variant=variant, size=size, backend=backend, lever=name, macs=macs,
                              params=params, weights=origin, export_s=export_s,
                              gflops=2 * macs / r["forward_median_s"] / 1e9)
@@ -197,7 +209,7 @@ def _forwards(all_levers, quick):
                         p.update(variant=variant, size=size, lever=name)
                         profiles.append(p)
                         _say(f"profile {variant} {size} caffe [{name}]: {p['total_ms']:.0f} ms")
-    return rows, profiles
+    return rows, profiles, int8_quality
 
 
 def _video(quick):
@@ -238,7 +250,7 @@ def _training(all_levers, quick):
     return rows
 
 
-def measure(quick=False, baseline_caffe=None, before_caffe=None):
+def measure(quick=False, baseline_caffe=None, before_caffe=None, val=None):
     from data_prep.bench import measure_convert, measure_writers
 
     all_levers = levers(baseline_caffe, before_caffe=before_caffe)
@@ -249,7 +261,7 @@ def measure(quick=False, baseline_caffe=None, before_caffe=None):
            "before_caffe": _portable(before_caffe) if before_caffe else None,
            "load_before": os.getloadavg()}
     res["layers"] = _layers(all_levers)
-    res["forward"], res["profile"] = _forwards(all_levers, quick)
+    res["forward"], res["profile"], res["int8_quality"] = _forwards(all_levers, quick, val)
     res["video"] = _video(quick)
     res["training"] = _training(all_levers, quick)
     _say("data conversion")
@@ -369,6 +381,7 @@ def markdown(res):
                      f"{r['gflops'] / limit:.0%} | {r['peak_rss_mb']:.0f} |")
     weights = sorted({r["weights"] for r in res["forward"]})
     lines += ["", f"Weights timed: {', '.join(weights)}.", *_export_line(res["forward"]), ""]
+    lines += int8_markdown(res.get("int8_quality"))
     lines += _profile_table(res.get("profile", []))
     lines += video_markdown(res.get("video", []))
     lines += ["## Training (MRFNet, 4 paths, pycaffe Adam step, Python loss; fresh process)", "",
@@ -439,6 +452,11 @@ def _ratio_lines(res):
              f"MRFNet {size}, ONNX Runtime vs pycaffe (this project's build)")
         both(("mrfnet", size, "onnxruntime", "default"), ("mrfnet", size, "opencv", "default"),
              f"MRFNet {size}, ONNX Runtime vs OpenCV dnn")
+    for size in ("256x256", "1280x720"):
+        both(("mrfnet", size, "onnxruntime", "int8"), ("mrfnet", size, "onnxruntime", "default"),
+             f"MRFNet {size}, ONNX Runtime int8 vs fp32")
+        both(("mrfnet", size, "onnxruntime", "int8"), ("mrfnet", size, "opencv", "default"),
+             f"MRFNet {size}, ONNX Runtime int8 vs OpenCV dnn")
     both(("mrfnet", "256x256", "caffe", "OpenBLAS detects CPU"), ("mrfnet", "256x256", "caffe", "default"),
          "pycaffe MRFNet 256x256, OpenBLAS's own CPU detection vs the pinned kernels")
     for backend, label in (("caffe", "pycaffe"), ("opencv", "OpenCV"), ("onnxruntime", "ONNX Runtime")):

@@ -19,7 +19,7 @@ def test_levers_change_only_what_they_name():
     environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PYTHONPATH": "/x", "HOME": "/h"}
     lv = bench.levers(baseline_caffe="/builds/stock", environ=environ, before_caffe="/builds/0003")
     ort = {"graph opt extended", "graph opt basic", "no memory arena",  # tests/test_onnx_bench.py
-           "thread spinning"}
+           "thread spinning", "int8"}
     omp = {"pthread OpenBLAS", "no batch-wide GEMM", "OpenMP threads spin",  # Caffe patch 0004
            bench.WORKERS_LEVER}  # mrfnet train --workers 2
     assert set(lv) == {"default", "1 thread", "OpenBLAS detects CPU", "Winograd off",
@@ -179,3 +179,62 @@ def test_bench_video_rows_run_the_default_backend(monkeypatch):
     monkeypatch.setattr(bv, "VIDEO_SIZES", (("64x48", 2), ("128x96", 2)))
     rows = bench._video(quick=True)
     assert [(r["size"], r["backend"], r["frames"]) for r in rows] == [("64x48", "onnxruntime", 2)]
+
+
+def test_report_shows_int8_rows_ratios_and_quality():
+    res = _fake_result()
+    fwd = res["forward"][0]
+    res["forward"] += [dict(fwd, backend="onnxruntime", lever="default", forward_median_s=0.2,
+                            peak_rss_mb=300),
+                       dict(fwd, backend="onnxruntime", lever="int8", forward_median_s=0.1,
+                            peak_rss_mb=250),
+                       dict(fwd, backend="opencv", lever="default", forward_median_s=0.25,
+                            peak_rss_mb=280)]
+    res["int8_quality"] = {"pairs": 42, "val": "val42", "fp32_psnr": 25.66, "int8_psnr": 25.65,
+                           "mean_diff_db": -0.0129, "max_abs_diff_db": 0.079,
+                           "worst": "a.png", "passes": True}
+    text = bench.markdown(res)
+    assert ("- MRFNet 256x256, ONNX Runtime int8 vs fp32: 2.00x the speed, 0.83x the peak "
+            "memory (0.200 -> 0.100 s, 300 -> 250 MB)") in text
+    assert "- MRFNet 256x256, ONNX Runtime int8 vs OpenCV dnn: 2.50x the speed" in text
+    assert "mean -0.0129 dB, largest move on one pair 0.079 dB (a.png)" in text
+    assert "no pair beyond 0.1 dB) holds" in text
+    res["int8_quality"] = None
+    assert "make bench VAL=DIR" in bench.markdown(res)
+
+
+def test_int8_quality_flags_a_model_that_moves_a_pair(tmp_path, monkeypatch):
+    """benchmarks.int8.quality on real pairs: the same model twice passes; the rule fails when
+    one file's outputs are shifted (a stand-in 'int8' model that is off by a constant)."""
+    import cv2
+
+    from benchmarks import int8
+    from data_prep import bundled
+    from test_inference_fixtures import make_model
+    from inference.onnx_export import export
+
+    deploy, weights = make_model(tmp_path / "m")
+    onnx = export(deploy, weights, tmp_path / "m.onnx")
+    for sub in ("blur", "sharp"):
+        (tmp_path / "val" / sub).mkdir(parents=True)
+    for name in bundled.names("heldout")[:2]:
+        img = cv2.resize(bundled.load(name), (64, 64))
+        cv2.imwrite(str(tmp_path / "val" / "blur" / f"{name}.png"), img)
+        cv2.imwrite(str(tmp_path / "val" / "sharp" / f"{name}.png"), img)
+    same = int8.quality(deploy, onnx, onnx, tmp_path / "val")
+    assert same["pairs"] == 2 and same["mean_diff_db"] == 0 and same["passes"]
+    from inference import backends
+
+    real_load = backends.load
+
+    def shifted(deploy_, weights_, name, **kw):
+        net = real_load(deploy_, weights_, name, **kw)
+        if str(weights_).endswith("shift.onnx"):
+            forward = net._forward
+            net._forward = lambda x: forward(x) + 0.05
+        return net
+
+    (tmp_path / "shift.onnx").write_bytes(onnx.read_bytes())
+    monkeypatch.setattr(backends, "load", shifted)
+    moved = int8.quality(deploy, onnx, tmp_path / "shift.onnx", tmp_path / "val")
+    assert moved["max_abs_diff_db"] > 0.1 and not moved["passes"]

@@ -10,6 +10,7 @@ EXAMPLE = """
 make bench                                     # builds the stock Caffe to compare, then:
 mrfnet bench --out docs --baseline-caffe STOCK_BUILD --before-caffe BUILD_0003
 mrfnet bench --out results/bench --quick       # no paper-sized training, no 1280x720 forwards
+mrfnet bench --out docs --val data/val42       # + the int8 model's PSNR cost on validation pairs
 mrfnet bench --out docs --report-only          # rewrite benchmarks.md from benchmarks.json
 """
 
@@ -23,6 +24,9 @@ def add_arguments(p):
     p.add_argument("--baseline-caffe", metavar="DIR",
                    help="a Caffe build without this project's patches (make bench builds one with "
                         "MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh): adds 'stock Caffe' rows")
+    p.add_argument("--val", metavar="DIR",
+                   help="validation pairs (blur/ + sharp/, as `mrfnet pairs` writes) for the int8 "
+                        "model's PSNR cost against fp32 (make bench VAL=DIR)")
     p.add_argument("--before-caffe", metavar="DIR",
                    help="this project's build at an earlier patch level (make bench builds one with "
                         "MRFNET_CAFFE_PATCHES=0003): adds 'patches 0001-0003' rows")
@@ -48,8 +52,13 @@ def run(args):
                   file=sys.stderr)
             return 2
     out.mkdir(parents=True, exist_ok=True)
+    if args.val and not (Path(args.val) / "blur").is_dir():
+        print(f"error: --val {args.val}: no blur/ folder there (make one with mrfnet pairs "
+              "--images AERIAL --only models/mrfnet/val_aerial.txt --draws 3 --out DIR)",
+              file=sys.stderr)
+        return 2
     res = measure(quick=args.quick, baseline_caffe=args.baseline_caffe,
-                  before_caffe=args.before_caffe)
+                  before_caffe=args.before_caffe, val=args.val)
     write_atomic(out / "benchmarks.json", json.dumps(res, indent=1, default=str) + "\n")
     write_atomic(out / "benchmarks.md", markdown(res))
     print(f"bench: wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'}")
