@@ -47,7 +47,8 @@ demo: caffe
 bench: caffe
 	@base=$$(MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh $(PY)) \
 	  && before=$$(MRFNET_CAFFE_PATCHES=0003 tools/caffe/build.sh $(PY)) \
-	  && $(BIN)/mrfnet bench --out docs --baseline-caffe "$$base" --before-caffe "$$before"
+	  && $(BIN)/mrfnet bench --out docs --baseline-caffe "$$base" --before-caffe "$$before" \
+	     $(if $(VAL),--val $(VAL))
 
 clean:
 	rm -rf $(VENV) .pytest_cache
@@ -83,7 +84,7 @@ gpu-rehearsal: caffe
 	@set -e; bundle=$$(tools/gpu/make_bundle.sh --cpu results/caffe-cpu-bundle); export PYTHON=$(abspath $(PY)); \
 	  tiny="--cpu --bundle $$bundle --train-seconds 10 --crop 32 --batch 2 --deploy-size 64x48 --time-iters 1"; \
 	  bash tools/gpu/run_on_device.sh $$tiny --out $(R) --crops 1 --photo-size 128; cat $(R)/summary.md; \
-	  $(PY) -m mrfnet.cli pairs --bundled train --out $(R)-photos --force; \
+	  $(BIN)/mrfnet pairs --bundled train --out $(R)-photos --force; \
 	  $(PY) tools/gpu/prep_tiles.py --images $(R)-photos/sharp --out $(R)-tiles --size 64 --max-mib 1; \
 	  bash tools/gpu/run_on_device.sh $$tiny --out $(R)-tiles-run --tiles $(R)-tiles --crops 2 --photo-size 64 \
 	    --lr-policy poly --calib-iters 4; \

@@ -5,7 +5,8 @@ setup(
     name="mrfnet-caffe",
     version="0.1.0",
     description="Caffe reimplementation of MRFNet (Multipath Refinement Fusion Network) for deblurring",
-    packages=["mrfnet", "prototxt_gen", "layers", "data_prep", "solver", "inference", "evaluation"],
+    packages=["mrfnet", "mrfnet.commands", "prototxt_gen", "layers", "data_prep", "solver", "inference",
+              "evaluation", "benchmarks"],
     python_requires=">=3.11,<3.12",
     entry_points={"console_scripts": ["mrfnet = mrfnet.cli:main"]},
 )

@@ -1,12 +1,10 @@
 """Throughput of the two writers and their disk cost per patch (for docs and `mrfnet bench`).
 
-    python -m data_prep.bench [--patches 96] [--crop 256]
+    mrfnet bench-data [--patches 96] [--crop 256]
 
 Measures the writers alone (patches pre-rendered, so rendering speed and machine load from the
 blur recipe do not mix in) and the full pipeline (render + write, `convert`) on the bundled photos.
 """
-import argparse
-import json
 import os
 import resource
 import tempfile
@@ -21,8 +19,6 @@ from .lmdb_writer import LmdbWriter
 from .recipe import Recipe
 from .render import RenderJob
 from .sources import bundled_items
-
-from mrfnet.caffe_log import quiet_caffe
 
 
 def _disk_bytes(folder):
@@ -87,19 +83,7 @@ def measure_convert(crops=8, crop=256, workers=2):
     return results
 
 
-def main(argv=None):
-    quiet_caffe()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--patches", type=int, default=96)
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--crops", type=int, default=8, help="renders per bundled photo in the pipeline run")
-    ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args(argv)
-    out = {"load_average": os.getloadavg(), "cpus": os.cpu_count(),
-           "writers_only": measure_writers(args.patches, args.crop),
-           "render_and_write": measure_convert(args.crops, args.crop, args.workers)}
-    print(json.dumps(out, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet bench-data`
+    import sys
+    from mrfnet.cli import main
+    sys.exit(main(["bench-data", *sys.argv[1:]]))

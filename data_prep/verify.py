@@ -1,4 +1,4 @@
-"""`mrfnet verify DB`: re-read a database folder written by `mrfnet convert` and check it.
+"""Re-read a database folder written by `mrfnet convert` and check it (`mrfnet verify DB`).
 
 Checks: the completeness marker; per split the patch count against the marker and params.csv;
 every record's shape (6 x S x S uint8 Datum, or float32 N x 3 x S x S `data`/`label` pairs);
@@ -7,18 +7,11 @@ and sharp differ (a patch whose blurred and sharp halves are identical is report
 --max-identical of them fails). Exit 0 if all is well, 1 with the reasons otherwise, 2 on usage errors.
 """
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import outdir
-
-
-def add_arguments(parser):
-    parser.add_argument("db", metavar="DB", help="database folder written by `mrfnet convert`")
-    parser.add_argument("--max-identical", type=float, default=0.05,
-                        help="largest allowed fraction of patches whose blurred == sharp (default 0.05)")
 
 
 def _check_lmdb(path, crop, problems, name):
@@ -121,19 +114,3 @@ def verify(db, max_identical=0.05):
             problems.append(f"{name}: {identical} of {count} patches have blurred == sharp "
                             f"(more than {max_identical:.0%})")
     return problems, summary
-
-
-def run(args):
-    if not Path(args.db).is_dir():
-        print(f"error: {args.db}: no such database folder; give the --out folder of `mrfnet convert`",
-              file=sys.stderr)
-        return 2
-    problems, summary = verify(args.db, args.max_identical)
-    for split, s in summary.items():
-        print(f"{args.db} {split}: {s['patches']} patches, {s['identical']} with blurred == sharp")
-    if problems:
-        for p in problems:
-            print(f"problem: {p}", file=sys.stderr)
-        return 1
-    print(f"{args.db}: OK")
-    return 0

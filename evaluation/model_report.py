@@ -1,6 +1,6 @@
 """The evaluation tables of a model card (models/<variant>/MODEL.md), from one command:
 
-  python -m evaluation.model_report --weights models/mrfnet/mrfnet.caffemodel \
+  mrfnet model-report --weights models/mrfnet/mrfnet.caffemodel \
       --aerial ../shared/data/aerial_train/images --gopro ../shared/data/gopro_mini --out results/model_report
 
 1. the test aerial tiles (models/mrfnet/test_aerial.txt: held out from training and never used
@@ -12,14 +12,11 @@
 PSNR on uint8 RGB, MATLAB-style 3-D SSIM (layers.metrics), blurred input vs deblurred, pycaffe.
 Writes OUT/report.md (the tables) and OUT/report.json (every image's row).
 """
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-
-from mrfnet.caffe_log import quiet_caffe
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "mrfnet"
 HELDOUT_LIST = MODEL_DIR / "heldout_aerial.txt"    # never trained on: validation + test tiles
@@ -119,32 +116,6 @@ def report(weights, deploy, out, aerial=None, gopro=None, aerial_list=TEST_LIST,
     return text, rows_json
 
 
-def main(argv=None):
-    quiet_caffe()
-    from inference.models import resolve_model
-    p = argparse.ArgumentParser(prog="python -m evaluation.model_report",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--variant", default="mrfnet")
-    p.add_argument("--weights", help="caffemodel (default: the variant's shipped one)")
-    p.add_argument("--deploy", help="deploy prototxt (default: the variant's)")
-    p.add_argument("--aerial", help="folder holding the aerial tiles of the held-out list")
-    p.add_argument("--aerial-list", "--heldout-list", dest="aerial_list", default=str(TEST_LIST),
-                   help="the aerial tiles to report (default the test tiles, "
-                        "models/mrfnet/test_aerial.txt; --heldout-list is the old name)")
-    p.add_argument("--gopro", help="GOPRO_Large-style root with a test/ split")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    try:
-        deploy, weights = resolve_model(args.variant, args.deploy, args.weights)
-        text, _ = report(weights, deploy, args.out, args.aerial, args.gopro, args.aerial_list,
-                         args.seed)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet model-report`
+    from mrfnet.cli import main
+    sys.exit(main(["model-report", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""`mrfnet tables --runs DIR... --out docs/tables.md`: the paper's Tables II-V from our runs.
+"""The paper's Tables II-V from our runs (`mrfnet tables --runs DIR... --out docs/tables.md`).
 
 Layout as in the paper (methods/variants as rows, GOPRO and VisDrone columns; datasets of ours
 with other labels get extra columns). The paper's own numbers stand in rows marked "(paper)";
@@ -7,23 +7,14 @@ the output file), with the run's SSIM definition, backend, device and image coun
 runs fit one cell, the newest ("created") is used and the footnote says how many there were.
 """
 import os
-import sys
 from pathlib import Path
 
 from inference.models import VARIANTS, title
 
 from . import paper
-from .errors import EvaluationError
-from .runs import EVAL_SCHEMA, MEMORY_SCHEMA, find_runs
+from .runs import EVAL_SCHEMA, MEMORY_SCHEMA
 
 REFERENCE_BACKEND = "caffe"
-
-
-def add_arguments(p):
-    p.add_argument("--runs", nargs="+", required=True, metavar="DIR",
-                   help="folders (searched recursively) or files of `mrfnet eval` run JSONs")
-    p.add_argument("--out", default="docs/tables.md", metavar="FILE",
-                   help="markdown file to write (default %(default)s)")
 
 
 def dataset_column(label):
@@ -252,22 +243,3 @@ def render(runs, out_path):
         parts += table + [""]
     parts += ["## Sources of our numbers", "", notes.render() or "(no runs found)", ""]
     return "\n".join(parts)
-
-
-def run(args):
-    from .runs import RunFileError  # noqa: F401  (re-exported error type)
-
-    try:
-        runs = find_runs(args.runs)
-        if not runs:
-            raise EvaluationError(f"--runs {' '.join(args.runs)}: no run files (summary.json / "
-                                  "memory.json from `mrfnet eval`) found")
-        text = render(runs, args.out)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"tables: {len(runs)} run file(s) -> {out}", file=sys.stderr)
-    return 0

@@ -32,6 +32,11 @@ from .netfile import DeployNet
 INPUT_BLOB = "data"
 OUTPUT_BLOB = "predict_deblur"
 BACKENDS = ("caffe", "opencv", "onnxruntime")
+# Numeric precisions of the onnxruntime backend; "auto" = int8 where the CPU has VNNI
+# (inference.quantize.default_precision), fp32 otherwise or for an fp32 .onnx file.
+PRECISIONS = ("auto", "fp32", "int8")
+# The CPU default of `mrfnet deblur`: the fastest backend of `make bench` (docs/benchmarks.md).
+DEFAULT_CPU_BACKEND = "onnxruntime"
 # ONNX Runtime's graph optimisation levels, by the names the options take.
 ORT_LEVELS = ("all", "extended", "basic", "disabled")
 # Probe side for shape questions: a multiple of every power-of-two stride up to 256.
@@ -281,7 +286,7 @@ class OnnxRuntimeBackend(Backend):
     device = "cpu"
 
     def __init__(self, deploy, weights, allow_python_layers=False, threads=None,
-                 optimization="all", arena=True, spinning=False):
+                 optimization="all", arena=True, spinning=False, precision="fp32", calib=None):
         try:
             import onnxruntime  # noqa: F401  (imported before the load is timed)
         except ImportError as exc:
@@ -290,8 +295,12 @@ class OnnxRuntimeBackend(Backend):
         if optimization not in ORT_LEVELS:
             raise InferenceError(f"unknown ONNX Runtime optimisation level {optimization!r}: "
                                  f"choose one of {', '.join(ORT_LEVELS)}")
+        if precision not in PRECISIONS:
+            raise InferenceError(f"unknown precision {precision!r}: choose one of "
+                                 f"{', '.join(PRECISIONS)}")
         self.options = {"threads": threads, "optimization": optimization, "arena": arena,
                         "spinning": spinning}
+        self.precision, self.calib = precision, calib
         self._memory = None
         super().__init__(deploy, weights, allow_python_layers)
 
@@ -302,7 +311,11 @@ class OnnxRuntimeBackend(Backend):
         self.exported = False
         if self.weights.suffix.lower() == ".onnx":
             self.onnx_path = self.weights
-            model = read_checked_onnx(self.weights, self.graph)
+            model, file_int8 = read_checked_onnx(self.weights, self.graph, with_precision=True)
+            self.precision = _file_precision(self.weights, file_int8, self.precision)
+        elif self._resolve_precision() == "int8":
+            self._load_int8()
+            return
         else:
             try:
                 self.onnx_path, self.exported = cached_export(self.deploy, self.weights)
@@ -323,6 +336,30 @@ class OnnxRuntimeBackend(Backend):
             raise InferenceError(f"ONNX Runtime could not load {self.onnx_path or self.weights}: "
                                  f"{_first_line(exc)}") from exc
 
+    def _resolve_precision(self):
+        if self.precision == "auto":
+            from .quantize import default_precision
+
+            self.precision = default_precision()
+        return self.precision
+
+    def _load_int8(self):
+        """The int8 model of the caffemodel from the cache (quantized now when it is not there:
+        calibration, about 10-40 s once per weights file and calibration set)."""
+        from .quantize import cached_int8_export
+
+        try:
+            self.onnx_path, self.exported = cached_int8_export(
+                self.deploy, self.weights, self.calib, self.graph.stride(_PROBE))
+        except OSError as exc:
+            raise InferenceError(f"int8 export of {self.weights} failed: {exc} (is the cache "
+                                 "MRFNET_CACHE writable?)") from exc
+        try:
+            self.session = ort_session(str(self.onnx_path), **self.options)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise InferenceError(f"ONNX Runtime could not load {self.onnx_path}: "
+                                 f"{_first_line(exc)}") from exc
+
     def _stride(self):
         return self.graph.stride(_PROBE)
 
@@ -335,7 +372,8 @@ class OnnxRuntimeBackend(Backend):
                                  f"failed: {_first_line(exc)}") from exc
 
     def describe(self):
-        return f"{self.name} ({self.device}, {self.onnx_path or 'exported in memory'})"
+        return (f"{self.name} ({self.device}, {self.precision}, "
+                f"{self.onnx_path or 'exported in memory'})")
 
     def memory_model(self):
         """(fixed bytes, bytes per input pixel) of a CPU forward, measured once per backend.
@@ -353,6 +391,17 @@ class OnnxRuntimeBackend(Backend):
                 self, self.onnx_path or self.weights, 4 * params,
                 live_blob_bytes(self.netfile, size, keep=[OUTPUT_BLOB]), sum(size.values()))
         return self._memory
+
+
+def _file_precision(path, file_int8, asked):
+    """The precision of an .onnx file given as the weights, checked against the one asked."""
+    have = "int8" if file_int8 else "fp32"
+    if asked not in ("auto", have):
+        how = ("mrfnet export --int8 --onnx OUT.onnx" if asked == "int8"
+               else "mrfnet export --onnx OUT.onnx")
+        raise InferenceError(f"{path} is an {have} model but --precision {asked} was asked: "
+                             f"drop --precision, or export an {asked} one ({how})")
+    return have
 
 
 _EXACT_ARENA = []  # registered once per process
@@ -431,11 +480,20 @@ def caffe_has_cuda():
 
 def load(deploy, weights, backend="caffe", gpu=False, allow_python_layers=False, **options):
     """Open a deploy net with its weights on the chosen backend (see module docstring).
-    `options` go to the onnxruntime backend (threads, optimization, arena, spinning)."""
+    `options` go to the onnxruntime backend (threads, optimization, arena, spinning,
+    precision, calib); precision None, "auto" or "fp32" is accepted by every backend (pycaffe
+    and OpenCV dnn run in fp32), and the onnxruntime backend's default is fp32."""
     if backend not in BACKENDS:
         raise InferenceError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if gpu and backend != "caffe":
         raise InferenceError("--gpu is only supported with --backend caffe")
+    precision, calib = options.pop("precision", None), options.pop("calib", None)
+    if backend == "onnxruntime":
+        options.update({k: v for k, v in (("precision", precision), ("calib", calib)) if v})
+    elif precision == "int8" or calib:
+        raise InferenceError(f"--precision int8{' and --calib' if calib else ''}: int8 runs on "
+                             f"--backend onnxruntime only ({backend} has no int8 path here); "
+                             "drop them or use --backend onnxruntime")
     if options and backend != "onnxruntime":
         raise InferenceError(f"options {', '.join(options)} are for --backend onnxruntime only")
     if Path(weights).suffix.lower() == ".onnx" and backend != "onnxruntime":

@@ -478,9 +478,11 @@ def cached_export(deploy, weights):
     return export(deploy, weights, path), True
 
 
-def read_checked_onnx(path, graph):
+def read_checked_onnx(path, graph, with_precision=False):
     """The bytes of an .onnx file after checking that it is an ONNX model that fits the deploy
-    net `graph` (input, outputs and every weight's shape); raises with a message otherwise."""
+    net `graph` (input, outputs and every weight's shape); raises with a message otherwise.
+    with_precision: (bytes, True for an int8 model from `mrfnet export --int8`), whose weights
+    are stored as <layer>.weight_quantized / <layer>.bias_quantized."""
     onnx = _onnx()
     path = Path(path)
     hint = (f"export one from this deploy net: mrfnet export --deploy {graph.path} "
@@ -496,6 +498,10 @@ def read_checked_onnx(path, graph):
                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
                              f"{hint}") from exc
     inits = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    int8 = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    if int8:
+        inits.update({k[:-len("_quantized")]: v for k, v in inits.items()
+                      if k.endswith("_quantized")})
     inputs = [i for i in model.graph.input if i.name not in inits]
     outputs = [o.name for o in model.graph.output]
     found = []
@@ -518,4 +524,4 @@ def read_checked_onnx(path, graph):
         more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
         raise WeightsMismatchError(f"ONNX model {path} does not fit {graph.path}: "
                                    + "; ".join(found[:3]) + more + f"; {hint}")
-    return data
+    return (data, int8) if with_precision else data

@@ -3,15 +3,12 @@
 caffe/draw.py needs pydot; this small emitter does not, and it folds in-place ReLUs into their
 convolution, groups layers by encoder / refinement path, and can print blob shapes.
 
-    python -m prototxt_gen.graph --variant mrfnet --paths 4 --size 256 --out docs/img/mrfnet_p4.png
+    mrfnet graph --variant mrfnet --paths 4 --size 256 --out docs/img/mrfnet_p4.png
 """
-import argparse
 import re
 import shutil
 import subprocess
 import sys
-
-from mrfnet.caffe_log import quiet_caffe
 
 COLORS = {"encoder": "#cfe2f3", "fusion": "#d9ead3", "crp": "#fce5cd", "mrf": "#d9d2e9",
           "up": "#eeeeee", "pred": "#f4cccc", "io": "#ffffff"}
@@ -102,32 +99,6 @@ def render(dot_text, png_path):
                    check=True)
 
 
-def main(argv=None):
-    quiet_caffe()
-    from . import nets, topology as T
-    from .caffe_net import load
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", default=T.DEFAULT_VARIANT, choices=T.VARIANTS)
-    ap.add_argument("--paths", type=int, default=T.DEFAULT_PATHS)
-    ap.add_argument("--size", type=int, default=256, help="square input size for the shapes")
-    ap.add_argument("--out", required=True, help="PNG file to write (.dot is written beside it)")
-    args = ap.parse_args(argv)
-    try:
-        net = nets.deploy_net(args.variant, args.paths, args.size, args.size)
-        live = load(net)
-        shapes = {name: tuple(b.shape) for name, b in live.blobs.items()}
-        title = (f"{T.VARIANT_SPECS[args.variant].title}, {args.paths} paths, deploy net at "
-                 f"{args.size}x{args.size} (name, kernel/stride, outputs; output CxHxW)")
-        dot = to_dot(net, shapes, title)
-        with open(re.sub(r"\.png$", "", args.out) + ".dot", "w") as f:
-            f.write(dot)
-        render(dot, args.out)
-    except (ValueError, OSError, subprocess.CalledProcessError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet graph`
+    from mrfnet.cli import main
+    sys.exit(main(["graph", *sys.argv[1:]]))

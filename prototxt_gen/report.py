@@ -1,6 +1,6 @@
 """Markdown tables for docs/architecture.md, computed from the topology data and real Caffe nets.
 
-    python -m prototxt_gen.report      # prints Table I printed/built and the summary table
+    mrfnet doc-tables      # prints Table I printed/built and the summary table
 
 A test checks that the doc contains exactly these tables, so the doc cannot drift from the code.
 """
@@ -85,8 +85,7 @@ def deviations_markdown():
                    for names, field, reason in T.DEVIATIONS)
 
 
-if __name__ == "__main__":
-    print(table_i_markdown())
-    print(deviations_markdown())
-    print(summary_markdown())
-    print(breakdown_markdown())
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet doc-tables`
+    import sys
+    from mrfnet.cli import main
+    sys.exit(main(["doc-tables", *sys.argv[1:]]))

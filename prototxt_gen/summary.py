@@ -1,4 +1,4 @@
-"""`mrfnet summary`: parameters, multiply-adds and blob memory of each variant's deploy net.
+"""Parameters, multiply-adds and blob memory of each variant's deploy net (`mrfnet summary`).
 
 Counted from the real caffe.Net built from the deploy prototxt (shapes only: no forward pass, so
 a 1280x720 net costs no activation memory):
@@ -8,7 +8,6 @@ a 1280x720 net costs no activation memory):
   - blob memory: float32 bytes of all distinct activation blobs at batch 1 (in-place ReLUs share
     their input's blob; Split tops share their bottom's data, so they are not counted again).
 """
-import sys
 
 from . import topology as T
 
@@ -88,27 +87,3 @@ def _size(text):
     except ValueError:
         raise ValueError(f"--size {text!r}: write WIDTHxHEIGHT, e.g. 1280x720") from None
     return w, h
-
-
-def add_arguments(parser):
-    parser.add_argument("--variant", action="append", choices=T.VARIANTS, metavar="NAME",
-                        help="variant, repeatable (default: all four)")
-    parser.add_argument("--paths", type=int, default=T.DEFAULT_PATHS,
-                        help=f"refinement paths {T.MIN_PATHS}..{T.MAX_PATHS} (default {T.DEFAULT_PATHS})")
-    parser.add_argument("--size", action="append", metavar="WxH",
-                        help="input size, repeatable (default: 256x256 and 1280x720)")
-
-
-def run(args):
-    try:
-        sizes = tuple(_size(s) for s in args.size) if args.size else DEFAULT_SIZES
-        for w, h in sizes:
-            T.check_size(h, w, args.paths, what=f"--size {w}x{h}")
-        variants = args.variant or list(T.VARIANTS)
-        stats = {v: variant_stats(v, args.paths, sizes) for v in variants}
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"Deploy nets, {args.paths} refinement paths, batch 1, float32.")
-    print(markdown(stats, sizes), end="")
-    return 0

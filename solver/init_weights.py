@@ -17,14 +17,12 @@ the convolutions whose outputs enter a sum (MRF unit m2 and m4, eq. (3); the fus
 paths 2.., eq. (2)) are scaled by 1/sqrt(2), and the prediction heads start at 0. Activations
 then stay between about 0.15 and 1.1 (mean |x|) at every depth.
 
-  python -m solver.init_weights --variant mrfnet --paths 4 --init residual-msra --seed 0 --out init.caffemodel
+  mrfnet init-weights --variant mrfnet --paths 4 --init residual-msra --seed 0 --out init.caffemodel
 """
-import argparse
 import os
 import sys
 import tempfile
 
-from mrfnet.caffe_log import quiet_caffe
 
 INITS = ("filler", "residual-msra")
 
@@ -80,28 +78,6 @@ def init_weights(out, variant="mrfnet", paths=4, zero_heads=True, seed=0, init="
     return zeroed
 
 
-def main(argv=None):
-    quiet_caffe()
-    p = argparse.ArgumentParser(prog="python -m solver.init_weights", description=__doc__.splitlines()[0])
-    p.add_argument("--variant", default="mrfnet")
-    p.add_argument("--paths", type=int, default=4)
-    p.add_argument("--zero-heads", action="store_true", help="prediction heads start at 0 (identity)")
-    p.add_argument("--init", choices=INITS, default="filler",
-                   help="filler: the prototxt's fillers (xavier); residual-msra: He init with "
-                        "tamed residual branches and zero heads (see above)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    from prototxt_gen.topology import TopologyError
-    try:
-        zeroed = init_weights(args.out, args.variant, args.paths, args.zero_heads, args.seed,
-                              args.init)
-    except TopologyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out}" + (f" (zeroed: {', '.join(zeroed)})" if zeroed else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet init-weights`
+    from mrfnet.cli import main
+    sys.exit(main(["init-weights", *sys.argv[1:]]))

@@ -11,15 +11,13 @@ import subprocess
 import sys
 import tempfile
 
-from mrfnet.caffe_log import quiet_caffe
-
 
 def time_training(variant="mrfnet", batch=16, crop=256, iters=3, paths=4, warmup=1, timeout=3600,
                   env=None, workers=1):
     """{"seconds_per_iter", "step_seconds", "peak_rss_mb", "setup_seconds", ...} measured in a
     subprocess (whose environment is `env`, default this one's); raises RuntimeError with the
     child's stderr tail when it fails."""
-    cmd = [sys.executable, "-m", "solver.measure", "--variant", variant, "--batch", str(batch),
+    cmd = [sys.executable, "-m", "mrfnet.cli", "measure", "--variant", variant, "--batch", str(batch),
            "--crop", str(crop), "--iters", str(iters), "--paths", str(paths),
            "--warmup", str(warmup), "--workers", str(workers)]
     env = dict(os.environ if env is None else env, GLOG_minloglevel="2")
@@ -31,7 +29,9 @@ def time_training(variant="mrfnet", batch=16, crop=256, iters=3, paths=4, warmup
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _measure(variant, batch, crop, iters, paths, warmup, workers=1):
+def measure(variant, batch, crop, iters, paths, warmup, workers=1):
+    """The measurement itself, in this process (`mrfnet measure` runs it; time_training runs
+    that in a fresh process)."""
     import resource
     import time
     t_setup = time.perf_counter()
@@ -78,27 +78,6 @@ def _measure(variant, batch, crop, iters, paths, warmup, workers=1):
     }
 
 
-def main(argv=None):
-    quiet_caffe()
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m solver.measure", description=__doc__.splitlines()[0])
-    p.add_argument("--variant", default="mrfnet")
-    p.add_argument("--paths", type=int, default=4)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes sharing each batch (mrfnet train --workers); peak RSS is "
-                        "their sum")
-    a = p.parse_args(argv)
-    if a.iters < 1 or a.warmup < 0 or a.batch < 1:
-        print("error: --iters >= 1, --warmup >= 0 and --batch >= 1 are required", file=sys.stderr)
-        return 2
-    print(json.dumps(_measure(a.variant, a.batch, a.crop, a.iters, a.paths, a.warmup,
-                              a.workers)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # kept for old scripts: use `mrfnet measure`
+    from mrfnet.cli import main
+    sys.exit(main(["measure", *sys.argv[1:]]))

@@ -1,11 +1,16 @@
 """The benchmark's moving parts (not its numbers): levers reach the measured process, the
 per-layer-type profile runs on real Caffe, and the report shows before/after rows."""
 import json
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from evaluation import bench
+import numpy as np
+
+from benchmarks import bench
+from mrfnet.commands import bench as bench_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,7 +19,7 @@ def test_levers_change_only_what_they_name():
     environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PYTHONPATH": "/x", "HOME": "/h"}
     lv = bench.levers(baseline_caffe="/builds/stock", environ=environ, before_caffe="/builds/0003")
     ort = {"graph opt extended", "graph opt basic", "no memory arena",  # tests/test_onnx_bench.py
-           "thread spinning"}
+           "thread spinning", "int8"}
     omp = {"pthread OpenBLAS", "no batch-wide GEMM", "OpenMP threads spin",  # Caffe patch 0004
            bench.WORKERS_LEVER}  # mrfnet train --workers 2
     assert set(lv) == {"default", "1 thread", "OpenBLAS detects CPU", "Winograd off",
@@ -39,16 +44,37 @@ def test_levers_change_only_what_they_name():
     assert lv[bench.WORKERS_LEVER]["train_workers"] == 2 and lv[bench.WORKERS_LEVER]["training_only"]
 
 
+def _whole_forward_ms(deploy, weights, width, height, repeat=5):
+    """Milliseconds of one whole pycaffe forward (median of `repeat`, after a warm-up), timed
+    here with a wall clock: a measurement independent of the worker's per-layer sums."""
+    import caffe
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    net.blobs["data"].reshape(1, 3, height, width)
+    net.reshape()
+    net.blobs["data"].data[...] = np.random.default_rng(0).uniform(0, 1, (1, 3, height, width))
+    net.forward()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        net.forward()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
 def test_profile_worker_times_every_layer_type_of_a_real_net():
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "profile",
-                           "--deploy", "models/mrfnet/deploy.prototxt",
-                           "--weights", "models/mrfnet/mrfnet.caffemodel", "--size", "64x48",
-                           "--repeat", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    deploy, weights = REPO / "models/mrfnet/deploy.prototxt", REPO / "models/mrfnet/mrfnet.caffemodel"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", "profile",
+                           "--deploy", str(deploy), "--weights", str(weights), "--size", "64x48",
+                           "--repeat", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"Convolution kxk", "Convolution 1x1", "Pooling", "ReLU", "Deconvolution", "Eltwise"} <= set(r["ms_by_type"])
-    assert abs(sum(r["ms_by_type"].values()) - r["total_ms"]) < 1e-6
     assert all(v >= 0 for v in r["ms_by_type"].values())
+    # the per-layer total against a whole forward timed here (total_ms is by definition the sum
+    # of ms_by_type, so that sum says nothing); a wide ratio: this machine is shared and noisy
+    whole = _whole_forward_ms(deploy, weights, 64, 48)
+    assert 1 / 3 < r["total_ms"] / whole < 3, (r["total_ms"], whole)
     assert r["blas_core"]  # OpenBLAS is loaded with Caffe and names its kernels
 
 
@@ -106,9 +132,9 @@ def test_report_shows_the_stock_build_beside_the_patched_one():
 def test_bench_refuses_a_baseline_folder_without_pycaffe(tmp_path, capsys):
     import argparse
     p = argparse.ArgumentParser()
-    bench.add_arguments(p)
+    bench_command.add_arguments(p)
     args = p.parse_args(["--out", str(tmp_path / "out"), "--baseline-caffe", str(tmp_path)])
-    assert bench.run(args) == 2
+    assert bench_command.run(args) == 2
     assert "no built pycaffe there" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -117,12 +143,12 @@ def test_report_only_rewrites_the_markdown_from_the_json(tmp_path):
     import argparse
     (tmp_path / "benchmarks.json").write_text(json.dumps(_fake_result()))
     p = argparse.ArgumentParser()
-    bench.add_arguments(p)
-    assert bench.run(p.parse_args(["--out", str(tmp_path), "--report-only"])) == 0
+    bench_command.add_arguments(p)
+    assert bench_command.run(p.parse_args(["--out", str(tmp_path), "--report-only"])) == 0
     assert "| Pooling | 25.0 | 25% | 120.0 | 60% |" in (tmp_path / "benchmarks.md").read_text()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert bench.run(p.parse_args(["--out", str(empty), "--report-only"])) == 2
+    assert bench_command.run(p.parse_args(["--out", str(empty), "--report-only"])) == 2
     assert not (empty / "benchmarks.md").exists()
 
 
@@ -135,7 +161,7 @@ def test_report_keeps_this_machines_home_out_of_committed_paths():
 
 def test_video_worker_times_the_video_path_against_pure_inference():
     """`make bench`'s video rows at a tiny size: the real worker, default backend, shipped model."""
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "video",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", "video",
                            "--backend", "onnxruntime", "--deploy", "models/mrfnet/deploy.prototxt",
                            "--weights", "models/mrfnet/mrfnet.caffemodel", "--size", "64x48",
                            "--frames", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -149,7 +175,66 @@ def test_video_worker_times_the_video_path_against_pure_inference():
 
 
 def test_bench_video_rows_run_the_default_backend(monkeypatch):
-    import evaluation.bench_video as bv
+    import benchmarks.video as bv
     monkeypatch.setattr(bv, "VIDEO_SIZES", (("64x48", 2), ("128x96", 2)))
     rows = bench._video(quick=True)
     assert [(r["size"], r["backend"], r["frames"]) for r in rows] == [("64x48", "onnxruntime", 2)]
+
+
+def test_report_shows_int8_rows_ratios_and_quality():
+    res = _fake_result()
+    fwd = res["forward"][0]
+    res["forward"] += [dict(fwd, backend="onnxruntime", lever="default", forward_median_s=0.2,
+                            peak_rss_mb=300),
+                       dict(fwd, backend="onnxruntime", lever="int8", forward_median_s=0.1,
+                            peak_rss_mb=250),
+                       dict(fwd, backend="opencv", lever="default", forward_median_s=0.25,
+                            peak_rss_mb=280)]
+    res["int8_quality"] = {"pairs": 42, "val": "val42", "fp32_psnr": 25.66, "int8_psnr": 25.65,
+                           "mean_diff_db": -0.0129, "max_abs_diff_db": 0.079,
+                           "worst": "a.png", "passes": True}
+    text = bench.markdown(res)
+    assert ("- MRFNet 256x256, ONNX Runtime int8 vs fp32: 2.00x the speed, 0.83x the peak "
+            "memory (0.200 -> 0.100 s, 300 -> 250 MB)") in text
+    assert "- MRFNet 256x256, ONNX Runtime int8 vs OpenCV dnn: 2.50x the speed" in text
+    assert "mean -0.0129 dB, largest move on one pair 0.079 dB (a.png)" in text
+    assert "no pair beyond 0.1 dB) holds" in text
+    res["int8_quality"] = None
+    assert "make bench VAL=DIR" in bench.markdown(res)
+
+
+def test_int8_quality_flags_a_model_that_moves_a_pair(tmp_path, monkeypatch):
+    """benchmarks.int8.quality on real pairs: the same model twice passes; the rule fails when
+    one file's outputs are shifted (a stand-in 'int8' model that is off by a constant)."""
+    import cv2
+
+    from benchmarks import int8
+    from data_prep import bundled
+    from test_inference_fixtures import make_model
+    from inference.onnx_export import export
+
+    deploy, weights = make_model(tmp_path / "m")
+    onnx = export(deploy, weights, tmp_path / "m.onnx")
+    for sub in ("blur", "sharp"):
+        (tmp_path / "val" / sub).mkdir(parents=True)
+    for name in bundled.names("heldout")[:2]:
+        img = cv2.resize(bundled.load(name), (64, 64))
+        cv2.imwrite(str(tmp_path / "val" / "blur" / f"{name}.png"), img)
+        cv2.imwrite(str(tmp_path / "val" / "sharp" / f"{name}.png"), img)
+    same = int8.quality(deploy, onnx, onnx, tmp_path / "val")
+    assert same["pairs"] == 2 and same["mean_diff_db"] == 0 and same["passes"]
+    from inference import backends
+
+    real_load = backends.load
+
+    def shifted(deploy_, weights_, name, **kw):
+        net = real_load(deploy_, weights_, name, **kw)
+        if str(weights_).endswith("shift.onnx"):
+            forward = net._forward
+            net._forward = lambda x: forward(x) + 0.05
+        return net
+
+    (tmp_path / "shift.onnx").write_bytes(onnx.read_bytes())
+    monkeypatch.setattr(backends, "load", shifted)
+    moved = int8.quality(deploy, onnx, tmp_path / "shift.onnx", tmp_path / "val")
+    assert moved["max_abs_diff_db"] > 0.1 and not moved["passes"]

@@ -1,9 +1,7 @@
 """Where the data meets Caffe: real Data (LMDB) and HDF5Data layers read back exactly the pixels the
 converter cut from the source images, and `mrfnet verify` checks the databases."""
-import csv
-
-
 import argparse
+import csv
 import shutil
 from pathlib import Path
 
@@ -13,7 +11,8 @@ import numpy as np
 import pytest
 from caffe import layers as L, params as P
 
-from data_prep import command, verify
+from data_prep import verify
+from mrfnet.commands import convert as command
 from data_prep.imageio import read_image
 
 CROP = 48

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep import command, outdir, sources, verify
+from data_prep import outdir, sources, verify
+from mrfnet.commands import convert as command
 from data_prep.errors import MissingPathError, PairMismatchError
 from data_prep.imageio import read_image
 

@@ -4,6 +4,11 @@ Goldens (tests/golden/data_kernels.json) were made once by tests/golden/make_dat
 Octave's fspecial('gaussian') and imfilter(uint8, psf, 'replicate', 'conv') are the oracle for the
 Gaussian kernel and the filtering; Octave's fspecial('motion') is not MATLAB's, so motion kernels are
 checked by values derived by hand from MATLAB's algorithm and by properties of a line segment.
+
+The 144 motion-kernel "goldens" (GOLDEN["motion"]) are NOT an oracle: the golden script wrote them
+from this project's own fspecial_motion. test_motion_grid_goldens is a change detector (it fails
+when the kernels change, right or wrong); the real checks of the motion kernels are the
+hand-derived values and the line-segment properties below.
 """
 import json
 import math
@@ -82,6 +87,9 @@ def test_motion_len5_45_degrees_by_hand():
 
 @pytest.mark.parametrize("entry", GOLDEN["motion"], ids=lambda e: f"len{e['len']}th{e['theta']}")
 def test_motion_grid_goldens(entry):
+    """Change detector, not a correctness check: these records were produced by fspecial_motion
+    itself (tests/golden/make_data_kernel_goldens.py). A failure says the kernels changed; whether
+    the change is right is for the hand-derived and property tests to say."""
     k = fspecial_motion(entry["len"], entry["theta"])
     assert list(k.shape) == entry["shape"]
     assert np.count_nonzero(k) == entry["nonzeros"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation import command
+from mrfnet.commands import eval as command
 from evaluation.memory import training_peak_rss
 from layers.metrics import ssim
 from test_inference_fixtures import make_model

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import paper, tables
+from evaluation import paper
 from evaluation.runs import EVAL_SCHEMA, MEMORY_SCHEMA, write_json
+from mrfnet.commands import tables as tables_command
 
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "mrfnet-paper.md"
 
 
 def make_tables(argv):
     p = argparse.ArgumentParser()
-    tables.add_arguments(p)
-    return tables.run(p.parse_args([str(a) for a in argv]))
+    tables_command.add_arguments(p)
+    return tables_command.run(p.parse_args([str(a) for a in argv]))
 
 
 def _paper_rows(title_start):

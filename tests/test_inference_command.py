@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference import command
+from mrfnet.commands import deblur as command
 from inference.compose import caption, caption_height, side_by_side
 from test_inference_fixtures import make_model
 
@@ -147,7 +147,7 @@ def test_console_command_runs_with_the_opencv_backend(tmp_path, model):
 _NO_CAFFE = """
 import sys, argparse
 sys.modules["caffe"] = None  # any `import caffe` now fails, as on a machine without Caffe
-from inference import command
+from mrfnet.commands import deblur as command
 from inference.compose import caption, caption_height, side_by_side
 p = argparse.ArgumentParser()
 command.add_arguments(p)

@@ -29,23 +29,31 @@ def _run(args, env=None, code=None):
 
 def test_deblur_defaults_to_onnxruntime_and_exports_the_shipped_model_itself(tmp_path):
     """A fresh clone: no .onnx anywhere, no --weights, no --backend: it just works, and the
-    second run reuses the export."""
+    second run reuses the export (fp32, and int8 where --precision auto picks it)."""
+    from inference.quantize import default_precision
+
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 45, 3), np.uint8)).save(
         tmp_path / "p.png")
     env = {"MRFNET_CACHE": str(tmp_path / "cache")}
     first = _run(["deblur", tmp_path / "p.png", "--out", tmp_path / "o"], env)
     assert first.returncode == 0, first.stderr
     assert "on onnxruntime (cpu" in first.stderr and "exported" in first.stderr
-    cached = list((tmp_path / "cache" / "onnx").glob("mrfnet-*.onnx"))
-    assert len(cached) == 1
+    int8 = default_precision() == "int8"
+    assert f"cpu, {default_precision()}," in first.stderr
+    cached = sorted((tmp_path / "cache" / "onnx").glob("mrfnet-*.onnx"))
+    assert [("-int8-" in p.name) for p in cached] == [False, True][:1 + int8]
     second = _run(["deblur", tmp_path / "p.png", "--out", tmp_path / "o2"], env)
     assert second.returncode == 0 and "exported" not in second.stderr
-    assert list((tmp_path / "cache" / "onnx").glob("*.onnx")) == cached
+    assert sorted((tmp_path / "cache" / "onnx").glob("*.onnx")) == cached
+    fp32 = _run(["deblur", tmp_path / "p.png", "--out", tmp_path / "o32", "--precision", "fp32"],
+                env)
     ref = _run(["deblur", tmp_path / "p.png", "--out", tmp_path / "ref", "--backend", "caffe"])
-    a = np.asarray(Image.open(tmp_path / "o" / "p.png"), np.int16)
-    b = np.asarray(Image.open(tmp_path / "ref" / "p.png"), np.int16)
-    assert ref.returncode == 0 and a.shape == (30, 45, 3)
-    assert np.abs(a - b).max() <= 1  # float outputs within 1e-5: at most a rounding step apart
+    a, a32, b = (np.asarray(Image.open(tmp_path / d / "p.png"), np.int16)
+                 for d in ("o", "o32", "ref"))
+    assert ref.returncode == 0 and fp32.returncode == 0 and a.shape == (30, 45, 3)
+    assert np.abs(a32 - b).max() <= 1  # float outputs within 1e-5: at most a rounding step apart
+    if int8:  # int8 against pycaffe on this noise image: measured 49.8 dB, max 3 levels
+        assert 10 * np.log10(255 ** 2 / np.mean((a - b) ** 2.0)) >= 45
 
 
 def test_tiles_and_padding_as_the_other_backends(tmp_path):
@@ -85,7 +93,7 @@ def test_memory_model_covers_a_real_forwards_peak(tmp_path):
 _NO_CAFFE = """
 import sys, argparse
 sys.modules["caffe"] = None  # any `import caffe` now fails, as on a machine without Caffe
-from inference import command
+from mrfnet.commands import deblur as command
 p = argparse.ArgumentParser()
 command.add_arguments(p)
 sys.exit(command.run(p.parse_args(sys.argv[1:])))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from evaluation import bench
+from benchmarks import bench
 from test_bench import _fake_result
 from test_inference_fixtures import make_model
 
@@ -28,7 +28,7 @@ def test_onnxruntime_levers_are_its_own_options():
 
 
 def _worker(*args):
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", *map(str, args)],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", *map(str, args)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -44,7 +44,7 @@ def test_worker_times_onnxruntime_with_its_options(tmp_path):
     assert len(r["forward_s"]) == 2 and r["forward_median_s"] > 0 and r["peak_rss_mb"] > 50
     layer = _worker("layer", "--backend", "onnxruntime", "--layer", "8,8,3,16,16", "--repeat", "2")
     assert layer["layer"] == "3x3 8->8 @16x16" and layer["gflops"] > 0
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", "forward", "--backend",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", "forward", "--backend",
                            "onnxruntime", "--deploy", deploy, "--weights", onnx_file,
                            "--ort-opt", "fastest"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "invalid choice: 'fastest'" in proc.stderr

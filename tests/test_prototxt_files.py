@@ -120,5 +120,5 @@ def test_architecture_doc_tables_are_current():
                         ("summary", report.summary_markdown()),
                         ("breakdown", report.breakdown_markdown())):
         assert table in doc, f"docs/architecture.md: the {name} table is stale; " \
-                             f"rerun `python -m prototxt_gen.report` and paste"
+                             f"rerun `mrfnet doc-tables` and paste"
     assert (REPO / "docs" / "img" / "mrfnet_p2_deploy.png").stat().st_size > 10_000

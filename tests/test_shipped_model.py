@@ -9,7 +9,7 @@ import pytest
 
 from data_prep import bundled, holdout, sources
 from data_prep.pairs import render_pairs
-from evaluation.demo import render_pairs as demo_pairs
+from mrfnet.commands.demo import render_pairs as demo_pairs
 from evaluation.evaluate import evaluate, summarize
 from inference.backends import load
 from inference.models import resolve_model

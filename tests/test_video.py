@@ -97,7 +97,7 @@ def test_each_frame_is_the_still_of_its_decoded_input_frame(tmp_path, shipped, f
     assert sorted(os.listdir(out)) == [written.name]  # no temporary file left
     got, fps = read_clip(written)
     decoded, _ = read_clip(clip)
-    backend = load(shipped[0], shipped[1], "onnxruntime")
+    backend = load(shipped[0], shipped[1], "onnxruntime", precision="auto")  # as the CLI
     stills = [deblur(backend, f)[0] for f in decoded]
     assert len(got) == 6 and fps == FPS and got[0].shape == (H, W, 3)
     for i, frame in enumerate(got):

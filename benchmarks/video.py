@@ -1,5 +1,5 @@
 """`make bench` rows for video: the streamed video path's frames/s against pure inference of
-the same frames, and the x8 self-ensemble's time factor (run in a fresh bench_worker process).
+the same frames, and the x8 self-ensemble's time factor (run in a fresh benchmarks.worker process).
 
 Why: decode and encode run in their own threads beside the inference (inference.video); the
 target is video throughput >= 0.95 of the pure inference throughput, i.e. decode and encode

@@ -13,10 +13,17 @@ import sys
 from pathlib import Path
 
 from inference.backends import BACKENDS
+from mrfnet.commands.deblur import add_precision_arguments
 from inference.models import DEFAULT_VARIANT, VARIANTS
 from layers.metrics import DEFAULT_SSIM_VARIANT, SSIM_VARIANTS
 
-from .memory import DEFAULT_BATCHES, DEFAULT_CROP, DEFAULT_ITERS
+from evaluation.memory import DEFAULT_BATCHES, DEFAULT_CROP, DEFAULT_ITERS
+
+EXAMPLE = """
+mrfnet eval --pairs gopro ROOT --variant mrfnet --out runs/gopro_mrfnet
+mrfnet eval --blur B --sharp S --weights W.caffemodel --backend caffe --out D
+mrfnet eval --memory --variant mrfnet --out D             # Table III only
+"""
 
 PAIR_KINDS = ("gopro", "folders")
 
@@ -50,6 +57,7 @@ def add_arguments(p):
     m.add_argument("--allow-python-layers", action="store_true")
     m.add_argument("--tile-mem", type=float, metavar="MB", help="as in `mrfnet deblur`")
     m.add_argument("--overlap", type=int, metavar="PX", help="as in `mrfnet deblur`")
+    add_precision_arguments(m)
     p.add_argument("--ssim", choices=SSIM_VARIANTS, default=DEFAULT_SSIM_VARIANT,
                    help="SSIM definition (default %(default)s = MATLAB ssim on RGB, one 3-D SSIM)")
     p.add_argument("--save-outputs", action="store_true",
@@ -113,12 +121,13 @@ def _fmt(v, spec):
 
 def run(args):
     from inference.backends import load
+    from mrfnet.commands.deblur import precision_options
     from inference.models import resolve_model
     from inference.netfile import DeployNet
 
-    from . import runs
-    from .evaluate import IDENTITY, evaluate, summarize
-    from .memory import MEASURE, training_peak_rss
+    from evaluation import runs
+    from evaluation.evaluate import IDENTITY, evaluate, summarize
+    from evaluation.memory import MEASURE, training_peak_rss
 
     out = Path(args.out)
     want_pairs = bool(args.pairs or args.blur or args.sharp)
@@ -143,7 +152,8 @@ def run(args):
                 backend = None
                 if name != IDENTITY:
                     backend = load(deploy, weights, name, gpu=args.gpu and name == "caffe",
-                                   allow_python_layers=args.allow_python_layers)
+                                   allow_python_layers=args.allow_python_layers,
+                                   **precision_options(args, name, backends))
                 print(f"eval: {len(items)} pair(s) of {dataset}, "
                       f"{backend.describe() if backend else 'identity (blurred input as output)'}"
                       f", SSIM {args.ssim}", file=sys.stderr)
@@ -161,6 +171,7 @@ def run(args):
                 summary = summarize(got)
                 if backend is not None:
                     summary.update(load_s=backend.load_seconds, device=backend.device,
+                                   precision=getattr(backend, "precision", "fp32"),
                                    stride=backend.stride, warmup_images=1)
                 results[name] = summary
             first = next(iter(results.values()))

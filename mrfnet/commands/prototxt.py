@@ -1,8 +1,13 @@
 """`mrfnet prototxt`: write (or --check) models/<variant>/*.prototxt for the four variants."""
 import sys
 
-from . import files
-from . import topology as T
+from prototxt_gen import files
+from prototxt_gen import topology as T
+
+EXAMPLE = """
+mrfnet prototxt --out models            # what `make prototxt` runs
+mrfnet prototxt --check                 # exit 1 if a committed file differs from the generator
+"""
 
 
 def add_arguments(parser):

@@ -24,6 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+EXAMPLE = """
+mrfnet demo                              # what `make demo` runs: 12 minutes of training
+mrfnet demo --minutes 3 --out results/demo-short
+"""
 DEFAULTS = dict(variant="mrfnet", paths=4, minutes=12.0, crop=64, batch=8, crops_per_photo=64,
                 base_lr=5e-4, seed=0)
 VAL_PHOTOS = ("astronaut", "chelsea")   # train photos, re-blurred with other kernels

@@ -13,11 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-from .backends import BACKENDS
+from inference.backends import BACKENDS, DEFAULT_CPU_BACKEND, PRECISIONS
+from inference.models import DEFAULT_VARIANT, VARIANTS
 
-# The CPU default: the fastest backend of `make bench` (docs/benchmarks.md).
-DEFAULT_CPU_BACKEND = "onnxruntime"
-from .models import DEFAULT_VARIANT, VARIANTS
+EXAMPLE = """
+mrfnet deblur photo.jpg more_photos/ --out deblurred/ --side-by-side   # ONNX Runtime on CPU
+mrfnet deblur 'shots/*.png' --out out/ --backend caffe --ensemble
+mrfnet deblur flight.mp4 --out out/ --start 0:30 --end 0:40 --every 2 --still 900
+"""
 
 
 def add_arguments(p):
@@ -56,9 +59,35 @@ def add_arguments(p):
                         "(8 forwards per image: about 8x the time, for +0.11 dB mean PSNR "
                         "on the 112 test aerial tiles with the shipped model, worst tile "
                         "-1.80 -> -1.32 dB; docs/inference.md)")
-    from .video_command import add_video_arguments
+    add_precision_arguments(p)
+    from mrfnet.commands.deblur_video import add_video_arguments
 
     add_video_arguments(p)
+
+
+def add_precision_arguments(p):
+    """--precision and --calib (the onnxruntime backend's int8 model, inference.quantize)."""
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="onnxruntime backend: int8 = the int8 model (quantized once per "
+                        "caffemodel into the cache, calibrated on blurred training photos; "
+                        "about 2x faster, -0.01 dB mean PSNR on the validation tiles), fp32 = "
+                        "the float export; auto (default) = int8 on a CPU with VNNI 8-bit "
+                        "dot products, else fp32, and an .onnx file as it is (docs/"
+                        "performance.md 'int8'); pycaffe and OpenCV dnn are fp32")
+    p.add_argument("--calib", metavar="DIR",
+                   help="with int8: calibrate on the blurred training images in DIR instead "
+                        "of the bundled training photos")
+
+
+def precision_options(args, backend_name, others=()):
+    """load() options for --precision/--calib. On pycaffe and OpenCV dnn "auto" means fp32,
+    and so does int8 when `others` (the other backends of one command) include onnxruntime,
+    which the option is then for; alone with them int8 is refused by load()."""
+    if backend_name == "onnxruntime":
+        return {"precision": args.precision, "calib": args.calib}
+    if args.precision == "auto" or "onnxruntime" in others:
+        return {}
+    return {"precision": args.precision, "calib": args.calib}
 
 
 def add_model_arguments(p, weights_note=""):
@@ -84,7 +113,7 @@ def _check_options(args):
         return f"--sharp {args.sharp}: no such folder"
     if not 0 <= args.jpeg_quality <= 100:
         return f"--jpeg-quality must be 0..100, got {args.jpeg_quality}"
-    from .video_command import check_video_options
+    from mrfnet.commands.deblur_video import check_video_options
 
     return check_video_options(args)
 
@@ -99,12 +128,12 @@ def model_label(weights, ensemble=False):
 def run(args):
     from mrfnet.progress import format_seconds
 
-    from .backends import load
-    from .inputs import expand_inputs, is_video, output_paths
-    from .models import resolve_model
-    from .tiling import default_mem_limit_mb
-    from .video import CONTAINERS, Interrupted
-    from .video_command import deblur_videos
+    from inference.backends import load
+    from inference.inputs import expand_inputs, is_video, output_paths
+    from inference.models import resolve_model
+    from inference.tiling import default_mem_limit_mb
+    from inference.video import CONTAINERS, Interrupted
+    from mrfnet.commands.deblur_video import deblur_videos
 
     problem = _check_options(args)
     if problem:
@@ -123,7 +152,8 @@ def run(args):
     try:
         deploy, weights = resolve_model(args.variant, args.deploy, args.weights)
         backend = load(deploy, weights, backend_name, gpu=args.gpu,
-                       allow_python_layers=args.allow_python_layers)
+                       allow_python_layers=args.allow_python_layers,
+                       **precision_options(args, backend_name))
     except (ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
     limit = args.tile_mem or default_mem_limit_mb()
@@ -138,7 +168,7 @@ def run(args):
           file=sys.stderr)
 
     def deblur_one(img):
-        from .tiling import deblur
+        from inference.tiling import deblur
         return deblur(backend, img, limit, args.overlap, args.ensemble)
 
     label = model_label(weights, args.ensemble)
@@ -178,8 +208,8 @@ def _deblur_images(mapping, args, deblur_one, label, failures):
     from layers.metrics import psnr
     from mrfnet.progress import ProgressBar
 
-    from .compose import caption, side_by_side
-    from .inputs import find_partner
+    from inference.compose import caption, side_by_side
+    from inference.inputs import find_partner
 
     sbs_dir = Path(args.out) / "side_by_side"
     bar = ProgressBar(len(mapping), label="deblur", unit="images")

@@ -1,14 +1,14 @@
-"""`mrfnet bench` (what `make bench` runs): speed and memory figures from one run on this machine.
+"""Speed and memory figures from one run on this machine (`mrfnet bench`, what `make bench` runs).
 
 Benchmarks, not tests: the machine is shared and noisy, so every figure is measured in the same
 run as its reference (the best single-layer GFLOP/s of each backend is the practical limit the
 whole net is compared with), and levers are compared as ratios within the run. Each measurement
-is a fresh subprocess (evaluation.bench_worker / solver.measure), so memory peaks belong to it and
+is a fresh subprocess (benchmarks.worker / solver.measure), so memory peaks belong to it and
 process-wide levers (BLAS threads and kernels, OpenCV options, which Caffe build) can differ
 between measurements.
 
 Backends: pycaffe, OpenCV dnn and ONNX Runtime (on the net's ONNX export, made once per model
-before its rows and timed apart). Video rows (evaluation.bench_video): `mrfnet deblur`'s
+before its rows and timed apart). Video rows (benchmarks.video): `mrfnet deblur`'s
 streamed video path against pure inference of the same frames, and the self-ensemble's factor.
 Levers (`levers()`): threads (BLAS, OpenCV, ONNX Runtime); OpenBLAS's own CPU detection where
 OPENBLAS_CORETYPE pins it; OpenCV's Winograd convolutions; pycaffe without blob memory reuse
@@ -28,14 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from evaluation.bench_video import markdown as video_markdown
+from benchmarks.int8 import markdown as int8_markdown
+from benchmarks.video import markdown as video_markdown
 
 LAYERS = ["256,256,3,64,64", "64,64,3,128,128", "32,32,3,256,256", "96,32,3,256,256"]
 # (variant, WIDTHxHEIGHT, repeats, levers beyond "default")
 FORWARDS = [("mrfnet", "256x256", 5, "all"), ("lwrefinenet", "256x256", 5, ()),
             ("refinenet", "256x256", 5, ()), ("rcrefinenet", "256x256", 5, ()),
             ("mrfnet", "1280x720", 3, ("stock Caffe", "patches 0001-0003", "no blob reuse",
-                                       "no memory arena"))]
+                                       "no memory arena", "int8"))]
 WORKERS_LEVER = "--workers 2"
 # Training (label, batch, crop, timed steps, levers beyond "default"): the demo's setting with
 # every Caffe lever, the paper's 16 x 256x256 against the two earlier builds.
@@ -71,6 +72,8 @@ def levers(baseline_caffe=None, environ=os.environ, before_caffe=None):
                               "args": {"onnxruntime": ["--ort-arena", "0"]}}
     out["thread spinning"] = {"backends": ("onnxruntime",), "whole_net": True,
                               "args": {"onnxruntime": ["--ort-spin", "1"]}}
+    # the int8 model of `--precision int8` (benchmarks.int8; the CPU default where it has VNNI)
+    out["int8"] = {"backends": ("onnxruntime",), "whole_net": True, "int8": True}
     # Caffe patch 0004's levers: the pthread OpenBLAS (two thread pools again), per-image GEMMs,
     # idle OpenMP threads spinning instead of sleeping.
     out["pthread OpenBLAS"] = {"backends": ("caffe",), "library_path": PTHREAD_OPENBLAS}
@@ -101,37 +104,23 @@ def lever_env(lever, environ=os.environ):
     return env
 
 
-def add_arguments(p):
-    p.add_argument("--out", default="docs", help="folder for benchmarks.md/.json (default docs)")
-    p.add_argument("--quick", action="store_true",
-                   help="skip the batch-16 x 256x256 training measurement and the 1280x720 forwards")
-    p.add_argument("--report-only", action="store_true",
-                   help="measure nothing: rewrite OUT/benchmarks.md from OUT/benchmarks.json")
-    p.add_argument("--baseline-caffe", metavar="DIR",
-                   help="a Caffe build without this project's patches (make bench builds one with "
-                        "MRFNET_CAFFE_PATCHES=0 tools/caffe/build.sh): adds 'stock Caffe' rows")
-    p.add_argument("--before-caffe", metavar="DIR",
-                   help="this project's build at an earlier patch level (make bench builds one with "
-                        "MRFNET_CAFFE_PATCHES=0003): adds 'patches 0001-0003' rows")
-
-
 def _say(msg):
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def _worker(args, lever, backend="caffe", timeout=3600):
     args = [*args, *lever.get("args", {}).get(backend, [])]
-    proc = subprocess.run([sys.executable, "-m", "evaluation.bench_worker", *args],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", *args],
                           env=lever_env(lever), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
-        raise RuntimeError(f"bench_worker {' '.join(args)} failed:\n{tail}")
+        raise RuntimeError(f"benchmarks.worker {' '.join(args)} failed:\n{tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _model(variant, workdir):
     """The deploy net and weights to time: the shipped model if there is one, else random ones."""
-    from evaluation.bench_worker import random_weights
+    from benchmarks.worker import random_weights
     from inference.models import resolve_model
     try:
         return (*resolve_model(variant), "shipped")
@@ -177,8 +166,10 @@ def _layers(all_levers):
     return rows
 
 
-def _forwards(all_levers, quick):
-    rows, profiles, exported = [], [], {}
+def _forwards(all_levers, quick, val=None):
+    from benchmarks.int8 import int8_model, quality
+
+    rows, profiles, exported, quantized, int8_quality = [], [], {}, {}, None
     with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as tmp:
         for variant, size, repeat, extra in FORWARDS:
             if quick and size != "256x256":
@@ -194,8 +185,15 @@ def _forwards(all_levers, quick):
                             name != "default" and extra != "all" and name not in extra) or (
                             lever.get("training_only")):
                         continue
+                    timed = files
+                    if lever.get("int8"):
+                        timed, took = int8_model(deploy, files, tmp, variant, quantized)
+                        _say(f"int8 model of {variant}: {took:.1f} s")
+                        if val and variant == "mrfnet" and int8_quality is None:
+                            int8_quality = quality(deploy, files, timed, val)
+                            _say(f"int8 quality on {val}: {int8_quality}")
                     r = _worker(["forward", "--backend", backend, "--deploy", deploy, "--weights",
-                                 files, "--size", size, "--repeat", str(repeat)], lever, backend)
+                                 timed, "--size", size, "--repeat", str(repeat)], lever, backend)
                     r.update(variant=variant, size=size, backend=backend, lever=name, macs=macs,
                              params=params, weights=origin, export_s=export_s,
                              gflops=2 * macs / r["forward_median_s"] / 1e9)
@@ -211,13 +209,13 @@ def _forwards(all_levers, quick):
                         p.update(variant=variant, size=size, lever=name)
                         profiles.append(p)
                         _say(f"profile {variant} {size} caffe [{name}]: {p['total_ms']:.0f} ms")
-    return rows, profiles
+    return rows, profiles, int8_quality
 
 
 def _video(quick):
-    """Video rows (evaluation.bench_video) for the default backend of `mrfnet deblur`."""
-    from evaluation.bench_video import VIDEO_SIZES
-    from inference.command import DEFAULT_CPU_BACKEND
+    """Video rows (benchmarks.video) for the default backend of `mrfnet deblur`."""
+    from benchmarks.video import VIDEO_SIZES
+    from inference.backends import DEFAULT_CPU_BACKEND
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="mrfnet-bench-") as tmp:
@@ -252,7 +250,7 @@ def _training(all_levers, quick):
     return rows
 
 
-def measure(quick=False, baseline_caffe=None, before_caffe=None):
+def measure(quick=False, baseline_caffe=None, before_caffe=None, val=None):
     from data_prep.bench import measure_convert, measure_writers
 
     all_levers = levers(baseline_caffe, before_caffe=before_caffe)
@@ -263,7 +261,7 @@ def measure(quick=False, baseline_caffe=None, before_caffe=None):
            "before_caffe": _portable(before_caffe) if before_caffe else None,
            "load_before": os.getloadavg()}
     res["layers"] = _layers(all_levers)
-    res["forward"], res["profile"] = _forwards(all_levers, quick)
+    res["forward"], res["profile"], res["int8_quality"] = _forwards(all_levers, quick, val)
     res["video"] = _video(quick)
     res["training"] = _training(all_levers, quick)
     _say("data conversion")
@@ -383,6 +381,7 @@ def markdown(res):
                      f"{r['gflops'] / limit:.0%} | {r['peak_rss_mb']:.0f} |")
     weights = sorted({r["weights"] for r in res["forward"]})
     lines += ["", f"Weights timed: {', '.join(weights)}.", *_export_line(res["forward"]), ""]
+    lines += int8_markdown(res.get("int8_quality"))
     lines += _profile_table(res.get("profile", []))
     lines += video_markdown(res.get("video", []))
     lines += ["## Training (MRFNet, 4 paths, pycaffe Adam step, Python loss; fresh process)", "",
@@ -453,6 +452,11 @@ def _ratio_lines(res):
              f"MRFNet {size}, ONNX Runtime vs pycaffe (this project's build)")
         both(("mrfnet", size, "onnxruntime", "default"), ("mrfnet", size, "opencv", "default"),
              f"MRFNet {size}, ONNX Runtime vs OpenCV dnn")
+    for size in ("256x256", "1280x720"):
+        both(("mrfnet", size, "onnxruntime", "int8"), ("mrfnet", size, "onnxruntime", "default"),
+             f"MRFNet {size}, ONNX Runtime int8 vs fp32")
+        both(("mrfnet", size, "onnxruntime", "int8"), ("mrfnet", size, "opencv", "default"),
+             f"MRFNet {size}, ONNX Runtime int8 vs OpenCV dnn")
     both(("mrfnet", "256x256", "caffe", "OpenBLAS detects CPU"), ("mrfnet", "256x256", "caffe", "default"),
          "pycaffe MRFNet 256x256, OpenBLAS's own CPU detection vs the pinned kernels")
     for backend, label in (("caffe", "pycaffe"), ("opencv", "OpenCV"), ("onnxruntime", "ONNX Runtime")):
@@ -512,35 +516,7 @@ def _profile_table(profiles):
     return lines + [""]
 
 
-def _write(path, text):
+def write_atomic(path, text):
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def run(args):
-    out = Path(args.out)
-    if args.report_only:
-        try:
-            res = json.loads((out / "benchmarks.json").read_text())
-        except (OSError, ValueError) as exc:
-            print(f"error: --report-only needs a readable {out / 'benchmarks.json'} from a "
-                  f"previous `mrfnet bench --out {out}` ({exc})", file=sys.stderr)
-            return 2
-        _write(out / "benchmarks.md", markdown(res))
-        print(f"bench: rewrote {out / 'benchmarks.md'} from {out / 'benchmarks.json'}")
-        return 0
-    for flag, value, level in (("--baseline-caffe", args.baseline_caffe, "0"),
-                               ("--before-caffe", args.before_caffe, "0003")):
-        if value and not (Path(value) / "python" / "caffe" / "_caffe.so").is_file():
-            print(f"error: {flag} {value}: no built pycaffe there (python/caffe/_caffe.so); build "
-                  f"one with MRFNET_CAFFE_PATCHES={level} tools/caffe/build.sh .venv/bin/python",
-                  file=sys.stderr)
-            return 2
-    out.mkdir(parents=True, exist_ok=True)
-    res = measure(quick=args.quick, baseline_caffe=args.baseline_caffe,
-                  before_caffe=args.before_caffe)
-    _write(out / "benchmarks.json", json.dumps(res, indent=1, default=str) + "\n")
-    _write(out / "benchmarks.md", markdown(res))
-    print(f"bench: wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'}")
-    return 0

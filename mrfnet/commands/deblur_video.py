@@ -1,7 +1,8 @@
-"""The video side of `mrfnet deblur`: its options, and each video (or --as-video frame folder)
-turned into an inference.video job and run with a progress bar in frames/s.
+"""The video side of `mrfnet deblur` (not a subcommand of its own): its options, and each video
+(or --as-video frame folder) turned into an inference.video job and run with a progress bar in
+frames/s.
 
-Kept apart from inference/command.py (images) so that each file reads as one job; both share
+Kept apart from mrfnet/commands/deblur.py (images) so that each file reads as one job; both share
 the backend, the memory limit, the ensemble and the failure list of one command run.
 """
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 
 
 def add_video_arguments(p):
-    from .video import CONTAINERS
+    from inference.video import CONTAINERS
 
     g = p.add_argument_group(
         "videos", "inputs with a video extension (.mp4, .avi, .mov, .mkv, ...) are deblurred "
@@ -45,7 +46,7 @@ def check_video_options(args):
 
 def video_job(src, dst, source, args, label):
     """The VideoJob of one input from the options (time range, stills, side-by-side)."""
-    from .video import Selection, VideoError, VideoJob, parse_position
+    from inference.video import Selection, VideoError, VideoJob, parse_position
 
     fps = source.fps
     start = parse_position(args.start, fps) if args.start else 0
@@ -74,9 +75,9 @@ def deblur_videos(video_map, args, deblur_one, label, failures):
     """Deblur videos (and frame folders) {input: output}; returns how many were written."""
     from mrfnet.progress import ProgressBar, format_seconds
 
-    from .command import record_failure
-    from .inputs import is_image
-    from .video import FolderSource, Interrupted, VideoSource, deblur_video
+    from mrfnet.commands.deblur import record_failure
+    from inference.inputs import is_image
+    from inference.video import FolderSource, Interrupted, VideoSource, deblur_video
 
     written = 0
     for src, dst in video_map.items():

@@ -1,4 +1,4 @@
-"""One benchmark measurement in a fresh process (`python -m evaluation.bench_worker ...`).
+"""One benchmark measurement in a fresh process (`python -m benchmarks.worker ...`).
 
 A fresh process per measurement keeps peak memory attributable and lets the benchmark vary
 process-wide levers (OPENBLAS_NUM_THREADS, OpenCV's thread count) between measurements.
@@ -9,7 +9,7 @@ Prints one JSON line.
     layer:   one convolution layer alone, the practical GFLOP/s limit of a backend here
     profile: pycaffe forward time per layer type (where the time of a deploy forward goes)
     video:   `mrfnet deblur`'s streamed video path vs pure inference of the same frames, and
-             the self-ensemble's time factor (evaluation.bench_video)
+             the self-ensemble's time factor (benchmarks.video)
 
 Every result names the OpenBLAS kernel set the process ran ("blas_core"), since
 OPENBLAS_CORETYPE changes it.
@@ -164,7 +164,7 @@ def main(argv=None):
     quiet_caffe()
     from inference.backends import BACKENDS, ORT_LEVELS
 
-    p = argparse.ArgumentParser(prog="python -m evaluation.bench_worker")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.worker")
     p.add_argument("what", choices=["forward", "layer", "profile", "video"])
     p.add_argument("--backend", choices=BACKENDS, default="caffe")
     p.add_argument("--deploy")
@@ -188,7 +188,7 @@ def main(argv=None):
         out = time_forward(a.backend, a.deploy, a.weights, h, w, a.repeat, a.cv_threads,
                            a.cv_winograd, ort)
     elif a.what == "video":
-        from evaluation.bench_video import time_video
+        from benchmarks.video import time_video
         out = time_video(a.backend, a.deploy, a.weights, w, h, a.frames, ort_options=ort)
         out["peak_rss_mb"] = _peak_rss_mb()
     elif a.what == "profile":

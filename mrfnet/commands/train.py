@@ -8,10 +8,16 @@ stopped by SIGINT (130) or SIGTERM (143) after writing a snapshot.
 import signal
 import sys
 
-from mrfnet.caffe_log import quiet_caffe
 from solver import plan as PL
 from solver.errors import TrainingDiverged
 from solver.parallel import WorkerError
+from solver.run_config import DEFAULTS
+
+EXAMPLE = """
+mrfnet train --train-db data/train_lmdb --val data/heldout --out runs/r1 --iters 2000
+mrfnet train --train-images aerial/images --exclude models/mrfnet/heldout_aerial.txt --out runs/a
+mrfnet train --resume runs/r1 --max-seconds 3600      # continue a run for at most an hour
+"""
 
 
 def add_arguments(p):
@@ -57,7 +63,6 @@ def add_arguments(p):
 
 def config_from_args(args):
     """The options the user gave (None = not given) as a trainer config dict."""
-    from solver.trainer import DEFAULTS
     return {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
 
 
@@ -89,15 +94,3 @@ def run(args):
         return 128 + int(getattr(signal, summary["signal"] or "SIGINT"))
     return 0
 
-
-def main(argv=None):
-    """Standalone entry (python -m solver.command) with the same options as `mrfnet train`."""
-    quiet_caffe()
-    import argparse
-    parser = argparse.ArgumentParser(prog="python -m solver.command")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

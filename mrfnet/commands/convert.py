@@ -1,24 +1,23 @@
-"""`mrfnet convert`: render blurred/sharp patches into an LMDB or HDF5 database folder.
-
-Examples:
-  mrfnet convert --source bundled --out data/bundled_lmdb
-  mrfnet convert --source gopro --root GOPRO_Large --split train --format lmdb --out data/gopro \\
-                 --crops 4 --crop-size 256 --seed 0
-  mrfnet convert --source pairs --blur my/blurred --sharp my/sharp --format hdf5 --out data/mine
-  mrfnet convert --source sharp --images DOTA/images --augment all --out data/dota
-  mrfnet convert --source sharp --images aerial/images --exclude models/mrfnet/heldout_aerial.txt \
-                 --crops 8 --crop-size 128 --out data/aerial
-"""
-import argparse
+"""`mrfnet convert`: render blurred/sharp patches into an LMDB or HDF5 database folder."""
 import os
 import sys
 
-from . import holdout, sources
-from .augment import parse_augment
-from .convert import FORMATS, convert
-from .errors import DataPrepError
-from .recipe import BLUR_KINDS, Recipe
-from .render import RenderJob
+from data_prep import holdout, sources
+from data_prep.augment import parse_augment
+from data_prep.convert import FORMATS, convert
+from data_prep.errors import DataPrepError
+from data_prep.recipe import BLUR_KINDS, Recipe
+from data_prep.render import RenderJob
+
+EXAMPLE = r"""
+mrfnet convert --source bundled --out data/bundled_lmdb
+mrfnet convert --source gopro --root GOPRO_Large --split train --format lmdb --out data/gopro \
+               --crops 4 --crop-size 256 --seed 0
+mrfnet convert --source pairs --blur my/blurred --sharp my/sharp --format hdf5 --out data/mine
+mrfnet convert --source sharp --images DOTA/images --augment all --out data/dota
+mrfnet convert --source sharp --images aerial/images --exclude models/mrfnet/heldout_aerial.txt \
+               --crops 8 --crop-size 128 --out data/aerial
+"""
 
 SOURCES = ("bundled", "gopro", "pairs", "sharp")
 # option dest -> the sources it belongs to (given elsewhere -> error)
@@ -30,8 +29,6 @@ SYNTHETIC_OPTIONS = ("size", "blur_kind", "augment", "shake_size")
 
 
 def add_arguments(parser):
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = __doc__.split("\n", 2)[2]
     src = parser.add_argument_group("source")
     src.add_argument("--source", choices=SOURCES, default="bundled",
                      help="where images come from (default: bundled scikit-image photos)")

@@ -1,0 +1,244 @@
+"""int8 ONNX models of a deploy net (`mrfnet export --int8`, `mrfnet deblur --precision int8`).
+
+    inputs, names = calibration_set()             # blurred bundled training photos (default)
+    inputs, names = calibration_set("calib/blur") # or a folder of blurred images
+    quantize(fp32_onnx, out, inputs)              # ONNX Runtime's quantize_static, QDQ format
+    cached_int8_export(deploy, weights)           # MRFNET_CACHE/onnx/<stem>-int8-<key>.onnx
+
+Why int8: ONNX Runtime already runs the fp32 net near this CPU's fp32 peak
+(docs/performance.md); its int8 convolutions (VNNI) do about twice the work per cycle. The
+configuration below was chosen by measurement on the validation tiles (docs/performance.md,
+"int8"): minimum/maximum calibration, int8 weights per output channel, uint8 activations, every
+node quantized (keeping the prediction heads or the residual sums in fp32 cost speed and
+gained nothing measurable).
+
+Calibration sets only ever hold training photos: the default is the bundled training photos
+(data_prep.bundled, never the held-out ones) blurred by the paper's recipe with fixed seeds,
+so it works without any data set; a folder given with `--calib` is refused when it holds a
+photo named in a held-out list (models/*/heldout_aerial.txt: validation and test tiles).
+"""
+import functools
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InferenceError
+
+METHODS = ("minmax", "entropy", "percentile")
+METHOD = "minmax"          # calibration method (chosen by measurement, module docstring)
+PER_CHANNEL = True         # int8 weights with one scale per output channel
+KEEP_FP32 = ()             # node names left in fp32 (none: measured, docstring)
+CALIB_SEED = 0             # blur draws of the bundled calibration photos
+CALIB_DRAWS = 1            # each bundled training photo blurred this many times
+CALIB_SIZE = 256           # calibration inputs are at most this many pixels on a side
+MAX_CALIB_IMAGES = 64      # a --calib folder: the first this many images (sorted names)
+_HELDOUT_LISTS = "models/*/heldout_aerial.txt"
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def heldout_names():
+    """Stems of every photo named in the project's held-out lists (validation + test tiles)."""
+    names = set()
+    for path in sorted(_REPO.glob(_HELDOUT_LISTS)):
+        for line in path.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                names.add(Path(line).name.rsplit(".", 1)[0])
+    return names
+
+
+def _to_input(bgr, stride):
+    """uint8 H x W x 3 BGR -> float32 1 x 3 x h x w in [0, 1], the centre crop of at most
+    CALIB_SIZE pixels a side, trimmed to a multiple of `stride`."""
+    h, w = (min(d, CALIB_SIZE) // stride * stride for d in bgr.shape[:2])
+    top, left = (bgr.shape[0] - h) // 2, (bgr.shape[1] - w) // 2
+    crop = bgr[top:top + h, left:left + w]
+    return np.ascontiguousarray((crop.astype(np.float32) / 255).transpose(2, 0, 1)[None])
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_calibration():
+    """[(name, uint8 BGR)]: the bundled training photos, each blurred CALIB_DRAWS times by the
+    paper's recipe at 256x256 (seeds CALIB_SEED, CALIB_SEED + 1, ...)."""
+    from data_prep import bundled
+    from data_prep.recipe import Recipe, render, sample_streams
+
+    recipe, out = Recipe(size=256), []
+    for i, name in enumerate(bundled.names("train")):
+        photo = bundled.load(name)
+        for d in range(CALIB_DRAWS):
+            blurred = render(photo, recipe, sample_streams(CALIB_SEED + d, i, 0, 0))[0]
+            out.append((f"{name}_s{CALIB_SEED + d}", blurred))
+    return tuple(out)
+
+
+def folder_calibration(folder):
+    """[(name, uint8 BGR)] of the images in `folder` (blurred photos, as the net will see
+    them): the first MAX_CALIB_IMAGES by name. Refuses a missing or empty folder and any image
+    named in a held-out list."""
+    from data_prep.imageio import read_image_with_notes
+
+    return [(n, read_image_with_notes(p)[0]) for n, p in _folder_files(folder)]
+
+
+def calibration_key(folder=None):
+    """A hex digest that names a calibration set without rendering it (the cache is looked up
+    before any photo is blurred): for the bundled default the photo names, seeds and the
+    recipe's source; for a folder the names and bytes of the images it would use."""
+    h = hashlib.sha256()
+    if folder is None:
+        import skimage
+
+        from data_prep import bundled
+
+        h.update(f"bundled {bundled.names('train')} {CALIB_SEED} {CALIB_DRAWS} {CALIB_SIZE} "
+                 f"skimage {skimage.__version__}".encode())
+        for module in ("recipe", "kernels", "resize", "bundled"):
+            h.update((_REPO / "data_prep" / f"{module}.py").read_bytes())
+        return h.hexdigest()
+    for name, path in _folder_files(folder):
+        h.update(name.encode() + b"\0" + path.read_bytes())
+    h.update(str(CALIB_SIZE).encode())
+    return h.hexdigest()
+
+
+def _folder_files(folder):
+    """[(name, Path)] of the calibration images in `folder` (checked; see folder_calibration)."""
+    from data_prep.sources import list_images
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InferenceError(f"--calib {folder}: no such folder (give a folder of blurred "
+                             "training images, e.g. the blur/ folder `mrfnet pairs` writes)")
+    files = list_images(folder)
+    if not files:
+        raise InferenceError(f"--calib {folder}: no images in it")
+    held = sorted(n for n in files if Path(n).name.rsplit(".", 1)[0] in heldout_names())
+    if held:
+        raise InferenceError(
+            f"--calib {folder}: {len(held)} image(s) are held-out validation/test tiles "
+            f"({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); calibrate on training "
+            "photos only (mrfnet pairs --exclude models/mrfnet/heldout_aerial.txt)")
+    return [(n, files[n]) for n in sorted(files)[:MAX_CALIB_IMAGES]]
+
+
+def calibration_set(folder=None, stride=8):
+    """(inputs, names): float32 network inputs for calibration and their names; `folder`
+    None = the bundled default."""
+    images = bundled_calibration() if folder is None else folder_calibration(folder)
+    small = [n for n, img in images if min(img.shape[:2]) < stride]
+    if small:
+        raise InferenceError(f"calibration images smaller than the net's stride {stride}: "
+                             f"{', '.join(small[:3])}")
+    return [_to_input(img, stride) for _, img in images], [n for n, _ in images]
+
+
+def _config_key():
+    return f"{METHOD}/{PER_CHANNEL}/{','.join(KEEP_FP32)}"
+
+
+def quantize(fp32_path, out, inputs, method=METHOD, per_channel=PER_CHANNEL, keep_fp32=KEEP_FP32):
+    """Write the int8 (QDQ) model of the fp32 ONNX model `fp32_path` to `out`, calibrated on
+    `inputs` (float32 N x 3 x H x W arrays); atomic like the fp32 export. Returns `out`."""
+    from onnxruntime import quantization as q
+
+    if method not in METHODS:
+        raise InferenceError(f"unknown calibration method {method!r}: choose one of "
+                             f"{', '.join(METHODS)}")
+    if not inputs:
+        raise InferenceError("int8 export: the calibration set is empty")
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(inputs)
+
+        def get_next(self):
+            x = next(self._it, None)
+            return None if x is None else {"data": x}
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    extra = {"CalibPercentile": 99.999} if method == "percentile" else {}
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to run onnxruntime's pre-processing: measured
+    try:                          # without any gain here (docs/performance.md, "int8")
+        q.quantize_static(
+            str(fp32_path), str(tmp), Reader(), quant_format=q.QuantFormat.QDQ,
+            per_channel=per_channel, weight_type=q.QuantType.QInt8,
+            activation_type=q.QuantType.QUInt8,
+            calibrate_method={"minmax": q.CalibrationMethod.MinMax,
+                              "entropy": q.CalibrationMethod.Entropy,
+                              "percentile": q.CalibrationMethod.Percentile}[method],
+            nodes_to_exclude=list(keep_fp32), extra_options=extra)
+        _stamp(tmp, method, per_channel, len(inputs))
+        os.replace(tmp, out)
+    finally:
+        root.setLevel(level)
+        tmp.unlink(missing_ok=True)
+        # quantize_static leaves its augmented calibration model beside the output
+        for stray in out.parent.glob(f".{out.name}.{os.getpid()}.tmp*"):
+            stray.unlink(missing_ok=True)
+    return out
+
+
+def _stamp(path, method, per_channel, n):
+    """Add the precision and calibration to the model's metadata (mrfnet.precision = int8)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update({"mrfnet.precision": "int8", "mrfnet.calibration":
+                  f"{method}, per-channel {per_channel}, {n} images"})
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+
+
+def int8_cache_path(fp32_path, calib_key):
+    """Cache entry of the int8 model of an fp32 export: keyed by the fp32 export's own cache
+    name (its prototxt, weights and exporter), this module, ONNX Runtime's version, the
+    configuration and the calibration inputs' contents."""
+    import onnxruntime
+
+    h = hashlib.sha256(Path(fp32_path).name.encode())
+    h.update(Path(__file__).read_bytes())
+    h.update(onnxruntime.__version__.encode())
+    h.update(_config_key().encode())
+    h.update(calib_key.encode())
+    stem = Path(fp32_path).stem.rsplit("-", 1)[0]
+    return Path(fp32_path).with_name(f"{stem}-int8-{h.hexdigest()[:16]}.onnx")
+
+
+def cached_int8_export(deploy, weights, calib=None, stride=8):
+    """(path, fresh) of the int8 model of deploy + weights in the cache, calibrated on `calib`
+    (a folder) or the bundled default; exported and quantized now if it is not there yet."""
+    from .onnx_export import cached_export
+
+    fp32, _ = cached_export(deploy, weights)
+    path = int8_cache_path(fp32, calibration_key(calib))
+    if path.is_file():
+        return path, False
+    return quantize(fp32, path, calibration_set(calib, stride)[0]), True
+
+
+def has_vnni(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU has 8-bit dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX),
+    which ONNX Runtime's int8 convolutions use; read from /proc/cpuinfo (Linux)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    except OSError:
+        pass
+    return False
+
+
+def default_precision(cpuinfo="/proc/cpuinfo"):
+    """The precision `--precision auto` picks on this CPU (docs/performance.md, "int8")."""
+    return "int8" if has_vnni(cpuinfo) else "fp32"
