@@ -79,6 +79,17 @@ def add_precision_arguments(p):
                         "of the bundled training photos")
 
 
+def _note_int8_without_vnni(backend):
+    """int8 asked for on a CPU without VNNI: its 8-bit dot products can saturate there, and
+    the quality rule was measured with VNNI only (docs/performance.md, "int8")."""
+    from inference.quantize import has_vnni
+
+    if getattr(backend, "precision", "fp32") == "int8" and not has_vnni():
+        print("deblur: note: this CPU has no VNNI; int8 runs, but its 8-bit products may "
+              "saturate and its quality was measured on VNNI CPUs only (--precision fp32 is "
+              "the default here)", file=sys.stderr)
+
+
 def precision_options(args, backend_name, others=()):
     """load() options for --precision/--calib. On pycaffe and OpenCV dnn "auto" means fp32,
     and so does int8 when `others` (the other backends of one command) include onnxruntime,
@@ -157,6 +168,7 @@ def run(args):
     except (ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
     limit = args.tile_mem or default_mem_limit_mb()
+    _note_int8_without_vnni(backend)
     if getattr(backend, "exported", False):
         print(f"deblur: exported {deploy} + {weights} to ONNX once for onnxruntime: "
               f"{backend.onnx_path or '(in memory: the cache is not writable)'}", file=sys.stderr)
