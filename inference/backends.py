@@ -286,7 +286,7 @@ class OnnxRuntimeBackend(Backend):
     device = "cpu"
 
     def __init__(self, deploy, weights, allow_python_layers=False, threads=None,
-                 optimization="all", arena=True, spinning=False, precision="fp32", calib=None):
+                 optimization="all", arena=True, spinning=False, precision=None, calib=None):
         try:
             import onnxruntime  # noqa: F401  (imported before the load is timed)
         except ImportError as exc:
@@ -295,7 +295,7 @@ class OnnxRuntimeBackend(Backend):
         if optimization not in ORT_LEVELS:
             raise InferenceError(f"unknown ONNX Runtime optimisation level {optimization!r}: "
                                  f"choose one of {', '.join(ORT_LEVELS)}")
-        if precision not in PRECISIONS:
+        if precision is not None and precision not in PRECISIONS:
             raise InferenceError(f"unknown precision {precision!r}: choose one of "
                                  f"{', '.join(PRECISIONS)}")
         self.options = {"threads": threads, "optimization": optimization, "arena": arena,
@@ -337,6 +337,8 @@ class OnnxRuntimeBackend(Backend):
                                  f"{_first_line(exc)}") from exc
 
     def _resolve_precision(self):
+        if self.precision is None:  # the library's default for a caffemodel: fp32
+            self.precision = "fp32"
         if self.precision == "auto":
             from .quantize import default_precision
 
@@ -396,7 +398,7 @@ class OnnxRuntimeBackend(Backend):
 def _file_precision(path, file_int8, asked):
     """The precision of an .onnx file given as the weights, checked against the one asked."""
     have = "int8" if file_int8 else "fp32"
-    if asked not in ("auto", have):
+    if asked not in (None, "auto", have):
         how = ("mrfnet export --int8 --onnx OUT.onnx" if asked == "int8"
                else "mrfnet export --onnx OUT.onnx")
         raise InferenceError(f"{path} is an {have} model but --precision {asked} was asked: "
