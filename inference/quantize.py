@@ -239,6 +239,15 @@ def has_vnni(cpuinfo="/proc/cpuinfo"):
     return False
 
 
+# int8 as the CPU default (where the CPU has VNNI) only while the shipped model keeps the quality
+# rule on the validation pairs (mean within 0.02 dB of fp32, no pair moved by more than 0.1 dB;
+# `make bench VAL=DIR` measures it). The weights of the fifth session break it on one pair
+# (-0.014 dB mean, 0.164 dB on rsscn7_bField_b032_s0; the weights before kept it: 0.079), so
+# int8 is an option, not the default (docs/performance.md, "int8").
+INT8_BY_DEFAULT = False
+
+
 def default_precision(cpuinfo="/proc/cpuinfo"):
-    """The precision `--precision auto` picks on this CPU (docs/performance.md, "int8")."""
-    return "int8" if has_vnni(cpuinfo) else "fp32"
+    """The precision `--precision auto` picks for a caffemodel on this CPU: int8 only where
+    INT8_BY_DEFAULT holds and the CPU has VNNI, else fp32."""
+    return "int8" if INT8_BY_DEFAULT and has_vnni(cpuinfo) else "fp32"

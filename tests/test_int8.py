@@ -122,6 +122,16 @@ def test_default_precision_follows_the_cpu_flags(tmp_path):
     plain.write_text("processor : 0\nflags : fpu sse avx2 fma\n")
     assert quantize.has_vnni(vnni) and not quantize.has_vnni(plain)
     assert not quantize.has_vnni(tmp_path / "missing")
+    assert quantize.default_precision(plain) == "fp32"
+    assert quantize.default_precision(vnni) == ("int8" if quantize.INT8_BY_DEFAULT else "fp32")
+
+
+def test_int8_default_needs_vnni_when_enabled(tmp_path, monkeypatch):
+    vnni = tmp_path / "vnni"
+    vnni.write_text("flags : avx2 avx_vnni\n")
+    plain = tmp_path / "plain"
+    plain.write_text("flags : avx2\n")
+    monkeypatch.setattr(quantize, "INT8_BY_DEFAULT", True)
     assert quantize.default_precision(vnni) == "int8"
     assert quantize.default_precision(plain) == "fp32"
 
