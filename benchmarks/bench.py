@@ -414,6 +414,14 @@ def _ratio_lines(res):
                          f"({fb['forward_median_s']:.3f} -> {fa['forward_median_s']:.3f} s, "
                          f"{fb['peak_rss_mb']:.0f} -> {fa['peak_rss_mb']:.0f} MB)")
 
+    def steps(a, b, what):
+        """Training step a against b: speed and peak memory ratios."""
+        if a and b:
+            lines.append(f"- {what}: "
+                         f"{b['seconds_per_iter'] / a['seconds_per_iter']:.2f}x the speed, "
+                         f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x the peak memory "
+                         f"({b['seconds_per_iter']:.3f} -> {a['seconds_per_iter']:.3f} s/iteration)")
+
     for size in ("256x256", "1280x720"):
         both(("mrfnet", size, "caffe", "default"), ("mrfnet", size, "caffe", "stock Caffe"),
              f"pycaffe MRFNet {size}, this project's build vs stock Caffe")
@@ -429,22 +437,14 @@ def _ratio_lines(res):
                             ("pthread OpenBLAS", "OpenMP OpenBLAS vs pthread OpenBLAS"),
                             ("no batch-wide GEMM", "batch-wide vs per-image GEMMs"),
                             ("OpenMP threads spin", "idle threads sleeping vs spinning")):
-            a, b = train.get((label, "default")), train.get((label, other))
-            if a and b:
-                lines.append(f"- training, {label}, {what}: "
-                             f"{b['seconds_per_iter'] / a['seconds_per_iter']:.2f}x the speed, "
-                             f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x the peak memory "
-                             f"({b['seconds_per_iter']:.3f} -> {a['seconds_per_iter']:.3f} s/iteration)")
+            steps(train.get((label, "default")), train.get((label, other)),
+                  f"training, {label}, {what}")
         # `mrfnet train --workers 2` (two processes) against one process of each build
         for other, what in (("default", "one process of this build"),
                             ("patches 0001-0003", "one process of patches 0001-0003"),
                             ("stock Caffe", "one process of stock Caffe")):
-            a, b = train.get((label, WORKERS_LEVER)), train.get((label, other))
-            if a and b:
-                lines.append(f"- training, {label}, `mrfnet train {WORKERS_LEVER}` vs {what}: "
-                             f"{b['seconds_per_iter'] / a['seconds_per_iter']:.2f}x the speed, "
-                             f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x the peak memory "
-                             f"({b['seconds_per_iter']:.3f} -> {a['seconds_per_iter']:.3f} s/iteration)")
+            steps(train.get((label, WORKERS_LEVER)), train.get((label, other)),
+                  f"training, {label}, `mrfnet train {WORKERS_LEVER}` vs {what}")
     for size in ("256x256", "1280x720"):
         both(("mrfnet", size, "opencv", "default"), ("mrfnet", size, "caffe", "default"),
              f"MRFNet {size}, OpenCV dnn vs pycaffe (this project's build)")

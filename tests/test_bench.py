@@ -1,13 +1,11 @@
 """The benchmark's moving parts (not its numbers): levers reach the measured process, the
 per-layer-type profile runs on real Caffe, and the report shows before/after rows."""
 import json
-import statistics
+import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 
 from benchmarks import bench
 from mrfnet.commands import bench as bench_command
@@ -44,29 +42,46 @@ def test_levers_change_only_what_they_name():
     assert lv[bench.WORKERS_LEVER]["train_workers"] == 2 and lv[bench.WORKERS_LEVER]["training_only"]
 
 
+# One thread in both processes: with two OpenMP threads each of the ~100 small layers of a 64x48
+# forward waits for a thread wake-up, which on a loaded machine made the per-layer sum 8x the
+# whole forward (a property of the load, not of the code under test).
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+_WHOLE = """
+import statistics, sys, time
+import caffe
+caffe.set_mode_cpu()
+deploy, weights, width, height, repeat = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+net = caffe.Net(deploy, caffe.TEST, weights=weights)
+net.blobs["data"].reshape(1, 3, height, width)
+net.reshape()
+net.blobs["data"].data[...] = np.random.default_rng(0).uniform(0, 1, (1, 3, height, width))
+net.forward()
+times = []
+for _ in range(repeat):
+    t0 = time.perf_counter()
+    net.forward()
+    times.append(time.perf_counter() - t0)
+print(1000 * statistics.median(times))
+"""
+
+
 def _whole_forward_ms(deploy, weights, width, height, repeat=5):
     """Milliseconds of one whole pycaffe forward (median of `repeat`, after a warm-up), timed
-    here with a wall clock: a measurement independent of the worker's per-layer sums."""
-    import caffe
-    caffe.set_mode_cpu()
-    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
-    net.blobs["data"].reshape(1, 3, height, width)
-    net.reshape()
-    net.blobs["data"].data[...] = np.random.default_rng(0).uniform(0, 1, (1, 3, height, width))
-    net.forward()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        net.forward()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    by a wall clock in a fresh one-thread process: a measurement independent of the worker's
+    per-layer sums."""
+    proc = subprocess.run([sys.executable, "-c", _WHOLE, str(deploy), str(weights), str(width),
+                           str(height), str(repeat)], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, GLOG_minloglevel="2", **ONE_THREAD))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return float(proc.stdout.strip().splitlines()[-1])
 
 
 def test_profile_worker_times_every_layer_type_of_a_real_net():
     deploy, weights = REPO / "models/mrfnet/deploy.prototxt", REPO / "models/mrfnet/mrfnet.caffemodel"
     proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", "profile",
                            "--deploy", str(deploy), "--weights", str(weights), "--size", "64x48",
-                           "--repeat", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           "--repeat", "3"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, **ONE_THREAD))
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"Convolution kxk", "Convolution 1x1", "Pooling", "ReLU", "Deconvolution", "Eltwise"} <= set(r["ms_by_type"])
