@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from benchmarks import bench
 from mrfnet.commands import bench as bench_command
 
@@ -48,6 +47,7 @@ def test_levers_change_only_what_they_name():
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 _WHOLE = """
 import statistics, sys, time
+import numpy as np
 import caffe
 caffe.set_mode_cpu()
 deploy, weights, width, height, repeat = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
