@@ -32,8 +32,8 @@ from .netfile import DeployNet
 INPUT_BLOB = "data"
 OUTPUT_BLOB = "predict_deblur"
 BACKENDS = ("caffe", "opencv", "onnxruntime")
-# Numeric precisions of the onnxruntime backend; "auto" = int8 where the CPU has VNNI
-# (inference.quantize.default_precision), fp32 otherwise or for an fp32 .onnx file.
+# Numeric precisions of the onnxruntime backend; "auto" = an .onnx file's own, and for a
+# caffemodel inference.quantize.default_precision() (fp32 while INT8_BY_DEFAULT is off).
 PRECISIONS = ("auto", "fp32", "int8")
 # The CPU default of `mrfnet deblur`: the fastest backend of `make bench` (docs/benchmarks.md).
 DEFAULT_CPU_BACKEND = "onnxruntime"
@@ -314,8 +314,7 @@ class OnnxRuntimeBackend(Backend):
             model, file_int8 = read_checked_onnx(self.weights, self.graph, with_precision=True)
             self.precision = _file_precision(self.weights, file_int8, self.precision)
         elif self._resolve_precision() == "int8":
-            self._load_int8()
-            return
+            model = str(self._int8_path())
         else:
             try:
                 self.onnx_path, self.exported = cached_export(self.deploy, self.weights)
@@ -345,8 +344,8 @@ class OnnxRuntimeBackend(Backend):
             self.precision = default_precision()
         return self.precision
 
-    def _load_int8(self):
-        """The int8 model of the caffemodel from the cache (quantized now when it is not there:
+    def _int8_path(self):
+        """The int8 model of the caffemodel in the cache (quantized now when it is not there:
         calibration, about 10-40 s once per weights file and calibration set)."""
         from .quantize import cached_int8_export
 
@@ -356,11 +355,7 @@ class OnnxRuntimeBackend(Backend):
         except OSError as exc:
             raise InferenceError(f"int8 export of {self.weights} failed: {exc} (is the cache "
                                  "MRFNET_CACHE writable?)") from exc
-        try:
-            self.session = ort_session(str(self.onnx_path), **self.options)
-        except Exception as exc:  # onnxruntime's own exception types
-            raise InferenceError(f"ONNX Runtime could not load {self.onnx_path}: "
-                                 f"{_first_line(exc)}") from exc
+        return self.onnx_path
 
     def _stride(self):
         return self.graph.stride(_PROBE)

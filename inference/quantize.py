@@ -41,13 +41,10 @@ _REPO = Path(__file__).resolve().parents[1]
 
 def heldout_names():
     """Stems of every photo named in the project's held-out lists (validation + test tiles)."""
-    names = set()
-    for path in sorted(_REPO.glob(_HELDOUT_LISTS)):
-        for line in path.read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                names.add(Path(line).name.rsplit(".", 1)[0])
-    return names
+    from data_prep.holdout import read_list
+
+    return {Path(name).name.rsplit(".", 1)[0]
+            for path in sorted(_REPO.glob(_HELDOUT_LISTS)) for name in read_list(path)}
 
 
 def _to_input(bgr, stride):
@@ -180,9 +177,6 @@ def quantize(fp32_path, out, inputs, method=METHOD, per_channel=PER_CHANNEL, kee
     finally:
         root.setLevel(level)
         tmp.unlink(missing_ok=True)
-        # quantize_static leaves its augmented calibration model beside the output
-        for stray in out.parent.glob(f".{out.name}.{os.getpid()}.tmp*"):
-            stray.unlink(missing_ok=True)
     return out
 
 
