@@ -33,7 +33,8 @@ INPUT_BLOB = "data"
 OUTPUT_BLOB = "predict_deblur"
 BACKENDS = ("caffe", "opencv", "onnxruntime")
 # Numeric precisions of the onnxruntime backend; "auto" = an .onnx file's own, and for a
-# caffemodel inference.quantize.default_precision() (fp32 while INT8_BY_DEFAULT is off).
+# caffemodel inference.quantize.default_precision() (int8 with VNNI for the weights whose
+# quality was checked, INT8_DEFAULT_WEIGHTS; fp32 otherwise).
 PRECISIONS = ("auto", "fp32", "int8")
 # The CPU default of `mrfnet deblur`: the fastest backend of `make bench` (docs/benchmarks.md).
 DEFAULT_CPU_BACKEND = "onnxruntime"
@@ -341,7 +342,7 @@ class OnnxRuntimeBackend(Backend):
         if self.precision == "auto":
             from .quantize import default_precision
 
-            self.precision = default_precision()
+            self.precision = default_precision(self.weights)
         return self.precision
 
     def _int8_path(self):

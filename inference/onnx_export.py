@@ -482,7 +482,10 @@ def read_checked_onnx(path, graph, with_precision=False):
     """The bytes of an .onnx file after checking that it is an ONNX model that fits the deploy
     net `graph` (input, outputs and every weight's shape); raises with a message otherwise.
     with_precision: (bytes, True for an int8 model from `mrfnet export --int8`), whose weights
-    are stored as <layer>.weight_quantized / <layer>.bias_quantized."""
+    are stored as <layer>.weight_quantized / <layer>.bias_quantized, and its deconvolutions'
+    as <layer>.subpixel_weight_quantized (inference.subpixel)."""
+    from .subpixel import fits as subpixel_fits
+
     onnx = _onnx()
     path = Path(path)
     hint = (f"export one from this deploy net: mrfnet export --deploy {graph.path} "
@@ -515,6 +518,9 @@ def read_checked_onnx(path, graph, with_precision=False):
     for layer, shapes in graph.param_shapes().items():
         for kind, want in zip(("weight", "bias"), shapes):
             have = inits.get(f"{layer}.{kind}")
+            sub = inits.get(f"{layer}.subpixel_{kind}")  # a deconvolution, inference.subpixel
+            if have is None and sub is not None and subpixel_fits(kind, want, sub):
+                continue
             if have is None:
                 missing.append(f"layer {layer!r} has no {kind}")
             elif have != tuple(want):

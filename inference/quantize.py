@@ -9,14 +9,17 @@ Why int8: ONNX Runtime already runs the fp32 net near this CPU's fp32 peak
 (docs/performance.md); its int8 convolutions (VNNI) do about twice the work per cycle. The
 configuration below was chosen by measurement on the validation tiles (docs/performance.md,
 "int8"): minimum/maximum calibration, int8 weights per output channel, uint8 activations, every
-node quantized (keeping the prediction heads or the residual sums in fp32 cost speed and
-gained nothing measurable).
+node quantized except the chained-residual-pooling sums (`crp_r*_sum*`, eq. 2 of the paper):
+each adds a small pooled correction to a large feature map, and rounding their sum to 8 bits
+moved a smooth validation tile by 0.164 dB; kept in fp32 the largest move is 0.05 dB. Keeping
+the prediction heads, the last residual sums or whole paths in fp32 cost more speed for less.
 
 Calibration sets only ever hold training photos: the default is the bundled training photos
 (data_prep.bundled, never the held-out ones) blurred by the paper's recipe with fixed seeds,
 so it works without any data set; a folder given with `--calib` is refused when it holds a
 photo named in a held-out list (models/*/heldout_aerial.txt: validation and test tiles).
 """
+import fnmatch
 import functools
 import hashlib
 import logging
@@ -30,7 +33,8 @@ from .errors import InferenceError
 METHODS = ("minmax", "entropy", "percentile")
 METHOD = "minmax"          # calibration method (chosen by measurement, module docstring)
 PER_CHANNEL = True         # int8 weights with one scale per output channel
-KEEP_FP32 = ()             # node names left in fp32 (none: measured, docstring)
+SUBPIXEL = True            # ConvTranspose -> Conv + DepthToSpace first (inference.subpixel)
+KEEP_FP32 = ("crp_r*_sum*",)  # node-name patterns left in fp32 (fnmatch; measured, docstring)
 CALIB_SEED = 0             # blur draws of the bundled calibration photos
 CALIB_DRAWS = 1            # each bundled training photo blurred this many times
 CALIB_SIZE = 256           # calibration inputs are at most this many pixels on a side
@@ -134,13 +138,32 @@ def calibration_set(folder=None, stride=8):
 
 
 def _config_key():
-    return f"{METHOD}/{PER_CHANNEL}/{','.join(KEEP_FP32)}"
+    from . import subpixel
+
+    return (f"{METHOD}/{PER_CHANNEL}/{','.join(KEEP_FP32)}/{SUBPIXEL}/"
+            + hashlib.sha256(Path(subpixel.__file__).read_bytes()).hexdigest())
 
 
-def quantize(fp32_path, out, inputs, method=METHOD, per_channel=PER_CHANNEL, keep_fp32=KEEP_FP32):
+def fp32_nodes(fp32_path, patterns=KEEP_FP32):
+    """Names of the nodes of the ONNX model `fp32_path` that match one of `patterns` (fnmatch,
+    the paper's layer names as the exporter writes them): the nodes left in fp32."""
+    import onnx
+
+    names = [n.name for n in onnx.load(str(fp32_path), load_external_data=False).graph.node]
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def quantize(fp32_path, out, inputs, method=METHOD, per_channel=PER_CHANNEL, keep_fp32=KEEP_FP32,
+             subpixel=SUBPIXEL):
     """Write the int8 (QDQ) model of the fp32 ONNX model `fp32_path` to `out`, calibrated on
-    `inputs` (float32 N x 3 x H x W arrays); atomic like the fp32 export. Returns `out`."""
+    `inputs` (float32 N x 3 x H x W arrays), with the nodes matching `keep_fp32` (name
+    patterns) left in fp32 and, with `subpixel`, every deconvolution rewritten as Conv +
+    DepthToSpace first (exact; ONNX Runtime has no int8 ConvTranspose); atomic like the fp32
+    export. Returns `out`."""
+    import onnx
     from onnxruntime import quantization as q
+
+    from .subpixel import to_subpixel
 
     if method not in METHODS:
         raise InferenceError(f"unknown calibration method {method!r}: choose one of "
@@ -159,35 +182,42 @@ def quantize(fp32_path, out, inputs, method=METHOD, per_channel=PER_CHANNEL, kee
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    source = out.with_name(f".{out.name}.{os.getpid()}.fp32.tmp")
     extra = {"CalibPercentile": 99.999} if method == "percentile" else {}
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to run onnxruntime's pre-processing: measured
     try:                          # without any gain here (docs/performance.md, "int8")
+        model = onnx.load(str(fp32_path))
+        if subpixel:
+            model = to_subpixel(model)[0]
+        onnx.save(model, str(source))
         q.quantize_static(
-            str(fp32_path), str(tmp), Reader(), quant_format=q.QuantFormat.QDQ,
+            str(source), str(tmp), Reader(), quant_format=q.QuantFormat.QDQ,
             per_channel=per_channel, weight_type=q.QuantType.QInt8,
             activation_type=q.QuantType.QUInt8,
             calibrate_method={"minmax": q.CalibrationMethod.MinMax,
                               "entropy": q.CalibrationMethod.Entropy,
                               "percentile": q.CalibrationMethod.Percentile}[method],
-            nodes_to_exclude=list(keep_fp32), extra_options=extra)
-        _stamp(tmp, method, per_channel, len(inputs))
+            nodes_to_exclude=fp32_nodes(source, keep_fp32), extra_options=extra)
+        _stamp(tmp, method, per_channel, len(inputs), keep_fp32)
         os.replace(tmp, out)
     finally:
         root.setLevel(level)
         tmp.unlink(missing_ok=True)
+        source.unlink(missing_ok=True)
     return out
 
 
-def _stamp(path, method, per_channel, n):
+def _stamp(path, method, per_channel, n, keep_fp32=()):
     """Add the precision and calibration to the model's metadata (mrfnet.precision = int8)."""
     import onnx
 
     model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
     props.update({"mrfnet.precision": "int8", "mrfnet.calibration":
-                  f"{method}, per-channel {per_channel}, {n} images"})
+                  f"{method}, per-channel {per_channel}, {n} images, fp32 nodes: "
+                  f"{', '.join(keep_fp32) or 'none'}"})
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(path))
 
@@ -233,15 +263,24 @@ def has_vnni(cpuinfo="/proc/cpuinfo"):
     return False
 
 
-# int8 as the CPU default (where the CPU has VNNI) only while the shipped model keeps the quality
-# rule on the validation pairs (mean within 0.02 dB of fp32, no pair moved by more than 0.1 dB;
-# `make bench VAL=DIR` measures it). The weights of the fifth session break it on one pair
-# (-0.014 dB mean, 0.164 dB on rsscn7_bField_b032_s0; the weights before kept it: 0.079), so
-# int8 is an option, not the default (docs/performance.md, "int8").
-INT8_BY_DEFAULT = False
+# int8 is the CPU default (where the CPU has VNNI) only for weights that keep the quality rule on
+# the validation pairs (mean PSNR within 0.02 dB of fp32, no pair moved by more than 0.1 dB;
+# `make bench VAL=DIR` measures it, tests/test_int8.py re-checks it for the shipped weights):
+# the first 16 hex digits of the sha256 of each such caffemodel. The shipped weights of the fifth
+# session, with the CRP sums in fp32: -0.010 dB mean, 0.049 dB largest move (every node in int8:
+# 0.164 dB on rsscn7_bField_b032_s0, which broke the rule; docs/performance.md, "int8"). Any
+# other caffemodel (your own training) runs fp32 unless --precision int8 is asked for.
+INT8_DEFAULT_WEIGHTS = ("1c43b4481abf59f8",)
 
 
-def default_precision(cpuinfo="/proc/cpuinfo"):
-    """The precision `--precision auto` picks for a caffemodel on this CPU: int8 only where
-    INT8_BY_DEFAULT holds and the CPU has VNNI, else fp32."""
-    return "int8" if INT8_BY_DEFAULT and has_vnni(cpuinfo) else "fp32"
+def weights_digest(weights):
+    """First 16 hex digits of the sha256 of a weights file (the INT8_DEFAULT_WEIGHTS key)."""
+    return hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+
+
+def default_precision(weights, cpuinfo="/proc/cpuinfo"):
+    """The precision `--precision auto` picks for the caffemodel `weights` on this CPU: int8
+    where the CPU has VNNI and the weights are in INT8_DEFAULT_WEIGHTS, else fp32."""
+    if not has_vnni(cpuinfo):
+        return "fp32"
+    return "int8" if weights_digest(weights) in INT8_DEFAULT_WEIGHTS else "fp32"

@@ -30,6 +30,7 @@ def _run(args, env=None, code=None):
 def test_deblur_defaults_to_onnxruntime_and_exports_the_shipped_model_itself(tmp_path):
     """A fresh clone: no .onnx anywhere, no --weights, no --backend: it just works, and the
     second run reuses the export (fp32, and int8 where --precision auto picks it)."""
+    from inference.models import resolve_model
     from inference.quantize import default_precision
 
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 45, 3), np.uint8)).save(
@@ -38,8 +39,9 @@ def test_deblur_defaults_to_onnxruntime_and_exports_the_shipped_model_itself(tmp
     first = _run(["deblur", tmp_path / "p.png", "--out", tmp_path / "o"], env)
     assert first.returncode == 0, first.stderr
     assert "on onnxruntime (cpu" in first.stderr and "exported" in first.stderr
-    int8 = default_precision() == "int8"
-    assert f"cpu, {default_precision()}," in first.stderr
+    auto = default_precision(resolve_model("mrfnet")[1])
+    int8 = auto == "int8"
+    assert f"cpu, {auto}," in first.stderr
     cached = sorted((tmp_path / "cache" / "onnx").glob("mrfnet-*.onnx"))
     assert [("-int8-" in p.name) for p in cached] == [False, True][:1 + int8]
     second = _run(["deblur", tmp_path / "p.png", "--out", tmp_path / "o2"], env)
