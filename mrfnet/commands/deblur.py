@@ -70,11 +70,11 @@ def add_precision_arguments(p):
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="onnxruntime backend: int8 = the int8 model (quantized once per "
                         "caffemodel into the cache, calibrated on blurred training photos; "
-                        "1.5-2.6x faster with VNNI; on the validation tiles -0.014 dB mean PSNR, "
-                        "one tile -0.16 dB), fp32 = the float export; auto (default) = fp32 for "
-                        "a caffemodel (int8 misses the quality rule with the shipped weights), "
-                        "an .onnx file as it is (docs/performance.md 'int8'); pycaffe and "
-                        "OpenCV dnn are fp32")
+                        "about 2x faster with VNNI; on the validation tiles -0.010 dB mean PSNR, "
+                        "at most 0.045 dB on one tile), fp32 = the float export; auto (default) "
+                        "= int8 for the shipped weights on a CPU with VNNI, else fp32; an .onnx "
+                        "file as it is (docs/performance.md 'int8'); pycaffe and OpenCV dnn are "
+                        "fp32")
     p.add_argument("--calib", metavar="DIR",
                    help="with int8: calibrate on the blurred training images in DIR instead "
                         "of the bundled training photos")
