@@ -70,8 +70,8 @@ def add_precision_arguments(p):
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="onnxruntime backend: int8 = the int8 model (quantized once per "
                         "caffemodel into the cache, calibrated on blurred training photos; "
-                        "about 2x faster with VNNI; on the validation tiles -0.010 dB mean PSNR, "
-                        "at most 0.045 dB on one tile), fp32 = the float export; auto (default) "
+                        "about 2x faster with VNNI; on the validation tiles -0.011 dB mean PSNR, "
+                        "at most 0.094 dB on one tile), fp32 = the float export; auto (default) "
                         "= int8 for the shipped weights on a CPU with VNNI, else fp32; an .onnx "
                         "file as it is (docs/performance.md 'int8'); pycaffe and OpenCV dnn are "
                         "fp32")
