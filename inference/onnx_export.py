@@ -418,11 +418,12 @@ def build_model(deploy, weights, graph=None, fixed=None):
                         f"{graph.channels} x H x W; outputs: {', '.join(graph.outputs)}.")
     onnx.helper.set_model_props(model, {
         "mrfnet.deploy": graph.path.name, "mrfnet.weights": weights.name,
-        "mrfnet.weights_sha256": _sha256(weights), "mrfnet.stride": str(graph.stride())})
+        "mrfnet.weights_sha256": file_sha256(weights), "mrfnet.stride": str(graph.stride())})
     return model
 
 
-def _sha256(path):
+def file_sha256(path):
+    """Hex sha256 of a file's bytes (read in chunks: caffemodels are tens of MB)."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -465,7 +466,7 @@ def cache_path(deploy, weights):
     for p in (deploy, weights):
         if not Path(p).is_file():
             raise ModelNotFoundError(f"file not found: {p}")
-        h.update(_sha256(p).encode())
+        h.update(file_sha256(p).encode())
     return cache_dir() / f"{Path(weights).stem}-{h.hexdigest()[:16]}.onnx"
 
 

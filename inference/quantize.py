@@ -138,19 +138,14 @@ def calibration_set(folder=None, stride=8):
 
 
 def _config_key():
-    from . import subpixel
-
-    return (f"{METHOD}/{PER_CHANNEL}/{','.join(KEEP_FP32)}/{SUBPIXEL}/"
-            + hashlib.sha256(Path(subpixel.__file__).read_bytes()).hexdigest())
+    return f"{METHOD}/{PER_CHANNEL}/{','.join(KEEP_FP32)}/{SUBPIXEL}"
 
 
-def fp32_nodes(fp32_path, patterns=KEEP_FP32):
-    """Names of the nodes of the ONNX model `fp32_path` that match one of `patterns` (fnmatch,
-    the paper's layer names as the exporter writes them): the nodes left in fp32."""
-    import onnx
-
-    names = [n.name for n in onnx.load(str(fp32_path), load_external_data=False).graph.node]
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+def fp32_nodes(model, patterns=KEEP_FP32):
+    """Names of the nodes of the ONNX model `model` (a ModelProto) that match one of `patterns`
+    (fnmatch, the paper's layer names as the exporter writes them): the nodes left in fp32."""
+    return [n.name for n in model.graph.node
+            if any(fnmatch.fnmatchcase(n.name, p) for p in patterns)]
 
 
 def quantize(fp32_path, out, inputs, method=METHOD, per_channel=PER_CHANNEL, keep_fp32=KEEP_FP32,
@@ -199,7 +194,7 @@ def quantize(fp32_path, out, inputs, method=METHOD, per_channel=PER_CHANNEL, kee
             calibrate_method={"minmax": q.CalibrationMethod.MinMax,
                               "entropy": q.CalibrationMethod.Entropy,
                               "percentile": q.CalibrationMethod.Percentile}[method],
-            nodes_to_exclude=fp32_nodes(source, keep_fp32), extra_options=extra)
+            nodes_to_exclude=fp32_nodes(model, keep_fp32), extra_options=extra)
         _stamp(tmp, method, per_channel, len(inputs), keep_fp32)
         os.replace(tmp, out)
     finally:
@@ -224,12 +219,15 @@ def _stamp(path, method, per_channel, n, keep_fp32=()):
 
 def int8_cache_path(fp32_path, calib_key):
     """Cache entry of the int8 model of an fp32 export: keyed by the fp32 export's own cache
-    name (its prototxt, weights and exporter), this module, ONNX Runtime's version, the
-    configuration and the calibration inputs' contents."""
+    name (its prototxt, weights and exporter), this module and inference/subpixel.py, ONNX
+    Runtime's version, the configuration and the calibration inputs' contents."""
     import onnxruntime
 
+    from . import subpixel
+
     h = hashlib.sha256(Path(fp32_path).name.encode())
-    h.update(Path(__file__).read_bytes())
+    for module in (__file__, subpixel.__file__):  # the code that makes the int8 graph
+        h.update(Path(module).read_bytes())
     h.update(onnxruntime.__version__.encode())
     h.update(_config_key().encode())
     h.update(calib_key.encode())
@@ -277,7 +275,9 @@ INT8_DEFAULT_WEIGHTS = ("6bb1aa95084ebbc5", "1c43b4481abf59f8")
 
 def weights_digest(weights):
     """First 16 hex digits of the sha256 of a weights file (the INT8_DEFAULT_WEIGHTS key)."""
-    return hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    from .onnx_export import file_sha256
+
+    return file_sha256(weights)[:16]
 
 
 def default_precision(weights, cpuinfo="/proc/cpuinfo"):

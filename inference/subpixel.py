@@ -8,7 +8,7 @@ and each phase is an ordinary convolution of the input with a subset of the kern
 Conv with s*s*C_out output channels computes all phases, and DepthToSpace (CRD) interleaves
 them. The Conv is quantized like every other one.
 
-    model = to_subpixel(onnx.load(path))   # every ConvTranspose it can rewrite, in place
+    model, names = to_subpixel(onnx.load(path))   # every ConvTranspose it can rewrite, in place
 
 Only group 1, dilation 1, no output_padding, explicit pads, and output size s * input size
 (kernel - pads = stride: Caffe's upsampling deconvolutions) are rewritten; others are left.
@@ -64,7 +64,7 @@ def subpixel_weights(w, b, stride, pads):
     return wc.reshape(cout * s * s, cin, *wc.shape[-2:]), bias.astype(w.dtype), conv_pads
 
 
-def _rewritable(node, attrs, weight):
+def _rewritable(attrs, weight):
     strides = attrs.get("strides", [1, 1])
     pads = attrs.get("pads", [0, 0, 0, 0])
     kernel = attrs.get("kernel_shape", list(weight.shape[2:]))
@@ -91,7 +91,7 @@ def to_subpixel(model):
             continue
         attrs = _attrs(node)
         w = numpy_helper.to_array(inits[node.input[1]])
-        if not _rewritable(node, attrs, w):
+        if not _rewritable(attrs, w):
             nodes.append(node)
             continue
         b = (numpy_helper.to_array(inits[node.input[2]])
